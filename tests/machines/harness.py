@@ -1,0 +1,736 @@
+"""systemd-nspawn machine harness for the lab (issue 3).
+
+Builds a cached Debian rootfs per release (mmdebstrap, Salt in /opt/salt, the
+packages of every role pre-staged in apt's cache), boots one machine per minion
+id on an overlayfs copy of it, joins the machines through a bridge that lives in
+a network namespace of its own (plus one veth from the host), applies the Salt
+states masterless, and tears everything down again -- also after a failed or
+interrupted run (``down`` cleans leftovers by name and is idempotent).
+
+Machines have no network beyond the private bridge: no NAT, no DNS.  Everything
+they install comes from the apt cache filled when the rootfs was built.
+
+Usage by hand (as root)::
+
+    python -m tests.machines.harness up --release trixie prosody
+    python -m tests.machines.harness apply prosody
+    python -m tests.machines.harness run prosody -- systemctl status prosody
+    python -m tests.machines.harness down
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+CACHE = CHECKOUT / ".cache" / "machines"
+ROOTFS_DIR = CACHE / "rootfs"
+RUN_DIR = CACHE / "run"  # overlays and logs of running machines; `down` empties it
+STATE_DIR = RUN_DIR / "state"  # default state dir for `up`/`apply` by hand
+
+# Every kernel object the harness creates carries this prefix, so `down` can
+# find leftovers of an interrupted run.
+PREFIX = "xtlab"
+BRIDGE_NS = f"{PREFIX}-br"
+BRIDGE = "br0"
+HOST_IF = f"{PREFIX}0"  # host side of the host<->bridge veth (root netns)
+
+# The lab's machines and addresses come from the lab's one network file
+# (pillar/lab/network.json: lab.hosts, lab.network.cidr).  The harness moves
+# them into its own /24 (same last octet) and says so in overrides.sls, so the
+# machines cannot collide with a real 192.168.56.0/24 host-only network.
+NETWORK_JSON = CHECKOUT / "pillar" / "lab" / "network.json"
+SUBNET = "10.213.56"
+HOST_ADDR = f"{SUBNET}.1"
+DEFAULT_HOSTS = {"prosody": 10, "ejabberd1": 11, "ejabberd2": 12, "lb": 13}
+
+
+def _lab_addresses() -> dict[str, str]:
+    try:
+        hosts = json.loads(NETWORK_JSON.read_text())["lab"]["hosts"]
+        octets = {name: int(str(ip).rsplit(".", 1)[1]) for name, ip in hosts.items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        octets = DEFAULT_HOSTS
+    return {name: f"{SUBNET}.{octet}" for name, octet in octets.items()}
+
+
+ADDRESSES = _lab_addresses()
+
+MIRRORS = {
+    "trixie": [
+        "deb http://deb.debian.org/debian trixie main",
+        "deb http://deb.debian.org/debian trixie-updates main",
+        "deb http://deb.debian.org/debian-security trixie-security main",
+    ],
+    "bookworm": [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian bookworm-updates main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ],
+}
+RELEASES = tuple(MIRRORS)
+
+# Installed in the rootfs.
+BASE_PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "libpam-systemd", "python3", "python3-venv",
+    "ca-certificates", "iproute2", "iputils-ping", "procps", "netbase", "less",
+    "lsb-release", "openssl", "sudo", "net-tools",
+]
+# Only to build Salt's timelib inside the rootfs; purged afterwards.
+BUILD_PACKAGES = ["gcc", "libc6-dev", "python3-dev"]
+# Downloaded into apt's cache (not installed): what the roles' states install.
+# The bench script installs exactly these with apt-get for the baseline.
+ROLE_PACKAGES: dict[str, list[str]] = {
+    "prosody": ["prosody", "lua-dbi-mysql", "mariadb-server", "mariadb-client"],
+    "ejabberd": ["ejabberd", "erlang-base", "erlang-mnesia"],
+    "lb": ["haproxy"],
+    "common": ["openssl", "ssl-cert", "python3-pymysql"],
+}
+# pip packages in /opt/salt (salt-call, the MySQL extension, and testinfra so
+# tests/infra runs inside a machine with --hosts=local://).
+PIP_PACKAGES = ["salt==3008.4", "saltext-mysql", "PyMySQL", "pytest-testinfra", "pytest"]
+
+SALT_VENV = "/opt/salt"
+MACHINE_PATH = "/opt/salt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CHECKOUT_IN_MACHINE = "/srv/xmpp-tool"
+
+# Runs inside mmdebstrap's customize phase; $1 is the rootfs.
+CUSTOMIZE = r"""
+set -eu
+root="$1"
+run() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+          PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
+          DEBIAN_FRONTEND=noninteractive "$@"; }
+run update-ca-certificates >/dev/null
+run python3 -m venv /opt/salt
+run /opt/salt/bin/pip install -q --no-cache-dir @PIP@
+ln -sf /opt/salt/bin/salt-call "$root/usr/local/bin/salt-call"
+run apt-get purge -y -q --autoremove @BUILD@ >/dev/null
+run apt-get install -y -q --no-install-recommends --download-only @ROLES@ >/dev/null
+echo machine >"$root/etc/hostname"
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+: >"$root/etc/machine-id"
+# No DNS in the lab (names come from /etc/hosts, Salt's job).
+: >"$root/etc/resolv.conf"
+"""
+
+_lock = threading.Lock()
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[harness {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(*args: str, check: bool = True, capture: bool = False,
+       input: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(list(args), check=False, text=True, input=input,
+                         stdout=subprocess.PIPE if capture else None,
+                         stderr=subprocess.PIPE if capture else None)
+    if check and res.returncode != 0:
+        err = (res.stderr or "").strip()
+        raise HarnessError(f"{shlex.join(args)} exited {res.returncode}: {err}")
+    return res
+
+
+# --------------------------------------------------------------------------- rootfs
+
+def all_role_packages() -> list[str]:
+    return sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs})
+
+
+def host_ca_certs() -> list[Path]:
+    return sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+
+
+def customize_script() -> str:
+    return (CUSTOMIZE.replace("@PIP@", " ".join(shlex.quote(p) for p in PIP_PACKAGES))
+            .replace("@BUILD@", " ".join(BUILD_PACKAGES))
+            .replace("@ROLES@", " ".join(all_role_packages())))
+
+
+def rootfs_key(release: str) -> str:
+    """Hash of everything that goes into the rootfs of ``release``."""
+    h = hashlib.sha256()
+    for part in (release, *MIRRORS[release], *BASE_PACKAGES, *BUILD_PACKAGES,
+                 *all_role_packages(), *PIP_PACKAGES, customize_script()):
+        h.update(part.encode() + b"\0")
+    for cert in host_ca_certs():
+        h.update(cert.name.encode() + b"\0" + cert.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def rootfs_path(release: str) -> Path:
+    return ROOTFS_DIR / f"{release}-{rootfs_key(release)}"
+
+
+def build_rootfs(release: str) -> Path:
+    """Return the cached rootfs of ``release``, building it if needed.
+
+    A finished rootfs is never written to again (machines run on overlays); a
+    build goes to ``*.tmp`` and is renamed when complete.
+    """
+    if release not in MIRRORS:
+        raise HarnessError(f"unknown release {release!r} (known: {', '.join(RELEASES)})")
+    final = rootfs_path(release)
+    if (final / "etc" / "os-release").exists():
+        return final
+    ROOTFS_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    with tempfile.TemporaryDirectory(prefix="xtlab-build-") as td:
+        hook = Path(td) / "customize.sh"
+        hook.write_text(customize_script())
+        certs = [str(c) for c in host_ca_certs()]
+        copy_certs = ([f"copy-in {' '.join(map(shlex.quote, certs))} "
+                       "/usr/local/share/ca-certificates/"] if certs else [])
+        cmd = [
+            "mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory",
+            "--quiet",
+            "--include=" + ",".join(BASE_PACKAGES + BUILD_PACKAGES),
+            "--skip=cleanup/apt/lists,cleanup/apt/cache",
+            "--aptopt=APT::Install-Recommends \"false\"",
+            *[f"--customize-hook={c}" for c in copy_certs],
+            f"--customize-hook=sh {shlex.quote(str(hook))} \"$1\"",
+            release, str(tmp), *MIRRORS[release],
+        ]
+        log(f"building {release} rootfs -> {final.name}")
+        t0 = time.monotonic()
+        sh(*cmd)
+        log(f"built {release} rootfs in {time.monotonic() - t0:.0f} s")
+    tmp.rename(final)
+    # Older builds of this release are stale: keep the cache small.
+    for old in ROOTFS_DIR.glob(f"{release}-*"):
+        if old != final and not old.name.endswith(".tmp"):
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# --------------------------------------------------------------------------- network
+
+def _netns_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
+def ensure_bridge() -> None:
+    """The bridge namespace, its bridge, and the host's veth into it."""
+    with _lock:
+        if not _netns_exists(BRIDGE_NS):
+            sh("ip", "netns", "add", BRIDGE_NS)
+        ns = ("ip", "-n", BRIDGE_NS)
+        sh(*ns, "link", "set", "lo", "up")
+        if sh(*ns, "link", "show", BRIDGE, check=False, capture=True).returncode != 0:
+            sh(*ns, "link", "add", BRIDGE, "type", "bridge")
+        sh(*ns, "link", "set", BRIDGE, "up")
+        if sh("ip", "link", "show", HOST_IF, check=False, capture=True).returncode != 0:
+            sh("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", "vhost",
+               "netns", BRIDGE_NS)
+            sh("ip", "addr", "add", f"{HOST_ADDR}/24", "dev", HOST_IF)
+        sh("ip", "link", "set", HOST_IF, "up")
+        sh(*ns, "link", "set", "vhost", "master", BRIDGE, "up")
+
+
+def add_machine_net(name: str, addr: str) -> str:
+    """Create the machine's netns with one veth into the bridge; return its path."""
+    ensure_bridge()
+    ns = f"{PREFIX}-{name}"
+    if _netns_exists(ns):
+        sh("ip", "netns", "del", ns)
+    sh("ip", "netns", "add", ns)
+    outer = f"v-{name}"[:15]
+    sh("ip", "-n", BRIDGE_NS, "link", "del", outer, check=False, capture=True)
+    sh("ip", "-n", BRIDGE_NS, "link", "add", outer, "type", "veth", "peer", "name", "eth0",
+       "netns", ns)
+    sh("ip", "-n", BRIDGE_NS, "link", "set", outer, "master", BRIDGE, "up")
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+    sh("ip", "-n", ns, "link", "set", "eth0", "up")
+    return f"/run/netns/{ns}"
+
+
+# --------------------------------------------------------------------------- machines
+
+@dataclass
+class Machine:
+    name: str
+    release: str
+    addr: str
+    state_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int | None = None  # the machine's systemd, in the host's PID namespace
+    applies: list[ApplyResult] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        return RUN_DIR / self.name
+
+    @property
+    def merged(self) -> Path:
+        return self.dir / "merged"
+
+    @property
+    def logfile(self) -> Path:
+        return self.dir / "console.log"
+
+    # -- lifecycle
+    def boot(self, timeout: float = 90.0) -> None:
+        lower = build_rootfs(self.release)
+        teardown_machine(self.name)
+        for sub in ("upper", "work", "merged"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        sh("mount", "-t", "overlay", f"{PREFIX}-{self.name}", "-o",
+           f"lowerdir={lower},upperdir={self.dir / 'upper'},workdir={self.dir / 'work'}",
+           str(self.merged))
+        (self.merged / "etc" / "hostname").write_text(self.name + "\n")
+        netns = add_machine_net(self.name, self.addr)
+        # lab/state must exist in the checkout as the mount point of the state
+        # bind (the checkout itself is bound read-only, so nspawn can't create it).
+        (CHECKOUT / "lab" / "state").mkdir(parents=True, exist_ok=True)
+        cmd = [
+            "systemd-nspawn", "-b", "--register=no", "--keep-unit", "--quiet",
+            "-D", str(self.merged), f"--machine={self.name}",
+            f"--network-namespace-path={netns}",
+            "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+            "--console=read-only",
+            f"--bind-ro={CHECKOUT}:{CHECKOUT_IN_MACHINE}:norbind",
+            f"--bind-ro={self.state_dir}:{CHECKOUT_IN_MACHINE}/lab/state:norbind",
+        ]
+        with open(self.logfile, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        (self.dir / "nspawn.pid").write_text(str(self.proc.pid))
+        _RUNNING[self.name] = self
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HarnessError(f"{self.name}: nspawn exited {self.proc.returncode}; "
+                                   f"see {self.logfile}")
+            if self.pid is None:
+                self.pid = _container_init(self.proc.pid)
+            if self.pid is not None:
+                res = self.run(["systemctl", "is-system-running"], check=False)
+                state = res.stdout.strip()
+                if state in ("running", "degraded"):
+                    if state == "degraded":
+                        failed = self.run(["systemctl", "--failed", "--no-legend"],
+                                          check=False).stdout.strip()
+                        log(f"{self.name}: degraded: {failed}")
+                    return
+            time.sleep(0.2)
+        raise HarnessError(f"{self.name}: not running after {timeout:.0f} s ({state!r})")
+
+    def stop(self) -> None:
+        teardown_machine(self.name)
+        self.proc = None
+        self.pid = None
+        _RUNNING.pop(self.name, None)
+
+    # -- exec
+    def run(self, cmd: Sequence[str] | str, *, check: bool = True, input: str | None = None,
+            env: dict[str, str] | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` (argv, or a shell string) inside the machine as root."""
+        if self.pid is None:
+            raise HarnessError(f"{self.name} is not running")
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        envv = [f"PATH={MACHINE_PATH}", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb",
+                *(f"{k}={v}" for k, v in (env or {}).items())]
+        full = ["nsenter", "-t", str(self.pid), "-a", "--", "/usr/bin/env", "-i", *envv, *argv]
+        res = subprocess.run(full, text=True, input=input, capture_output=True,
+                             check=False, timeout=timeout)
+        if check and res.returncode != 0:
+            raise HarnessError(f"{self.name}: {shlex.join(argv)} exited {res.returncode}:\n"
+                               f"{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+        return res
+
+    # -- salt
+    def apply(self, *args: str) -> ApplyResult:
+        """``salt-call --local state.apply`` with the lab's minion config; parse the JSON."""
+        cmd = ["salt-call", "--local", f"--config-dir={CHECKOUT_IN_MACHINE}/lab",
+               f"--id={self.name}", "--retcode-passthrough", "--out=json",
+               "--log-level=warning", "state.apply", *args]
+        t0 = time.monotonic()
+        res = self.run(cmd, check=False)
+        result = ApplyResult.parse(self.name, res, time.monotonic() - t0)
+        self.applies.append(result)
+        log(f"{self.name}: {result.summary()}")
+        return result
+
+
+def _container_init(nspawn_pid: int) -> int | None:
+    """PID (host namespace) of the machine's PID 1: the nspawn descendant whose
+    innermost PID is 1."""
+    todo = [nspawn_pid]
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for c in children:
+                try:
+                    status = Path(f"/proc/{c}/status").read_text()
+                except OSError:
+                    continue
+                m = re.search(r"^NSpid:\s+(.*)$", status, re.M)
+                if m and m.group(1).split()[-1] == "1" and len(m.group(1).split()) > 1:
+                    return int(c)
+                todo.append(int(c))
+    return None
+
+
+@dataclass
+class ApplyResult:
+    machine: str
+    returncode: int
+    seconds: float
+    states: dict[str, dict[str, Any]]
+    errors: list[str]
+    stderr: str
+
+    @classmethod
+    def parse(cls, machine: str, res: subprocess.CompletedProcess[str],
+              seconds: float) -> ApplyResult:
+        states: dict[str, dict[str, Any]] = {}
+        errors: list[str] = []
+        try:
+            data = json.loads(res.stdout) if res.stdout.strip() else {}
+            local = data.get("local", data)
+        except (json.JSONDecodeError, AttributeError):
+            local = None
+            errors.append(f"unparsable output: {res.stdout[-2000:]}")
+        if isinstance(local, dict):
+            states = {k: v for k, v in local.items() if isinstance(v, dict)}
+        elif isinstance(local, list):  # render errors come as a list of strings
+            errors.extend(str(x) for x in local)
+        elif local is not None:
+            errors.append(str(local))
+        return cls(machine, res.returncode, seconds, states, errors, res.stderr)
+
+    @property
+    def changed(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.states.items() if v.get("changes")}
+
+    @property
+    def failed(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.states.items() if v.get("result") is False}
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.errors and not self.failed and bool(self.states)
+
+    def summary(self) -> str:
+        return (f"rc={self.returncode} states={len(self.states)} changed={len(self.changed)} "
+                f"failed={len(self.failed)} errors={len(self.errors)} {self.seconds:.1f} s")
+
+    def describe_failures(self) -> str:
+        lines = [self.summary(), *self.errors]
+        for sid, st in self.failed.items():
+            lines.append(f"FAILED {sid}: {st.get('comment')}")
+        if not self.states and self.stderr:
+            lines.append(self.stderr[-3000:])
+        return "\n".join(lines)
+
+    def describe_changes(self) -> str:
+        return "\n".join(f"{sid}: {json.dumps(st.get('changes'))[:500]}"
+                         for sid, st in self.changed.items())
+
+
+# --------------------------------------------------------------------------- state dir
+
+def overrides_yaml(addresses: dict[str, str] | None = None) -> str:
+    """Pillar that makes the lab fit the harness: no apt refresh (machines have
+    no archive, only the pre-staged cache) and the harness's subnet
+    (keys: pillar/README.md of the lab)."""
+    data = {"lab": {"pkg_refresh": False,
+                    "network": {"cidr": f"{SUBNET}.0/24"},
+                    "hosts": dict(addresses or ADDRESSES)}}
+    # JSON is YAML: no YAML library needed on the host.
+    return "# written by tests/machines/harness.py\n" + json.dumps(data, indent=2) + "\n"
+
+
+def make_state_dir(path: Path, generate: bool = True) -> Path:
+    """Secrets/CA/client config by the lab's own generator, plus overrides.sls."""
+    path.mkdir(parents=True, exist_ok=True)
+    if generate:
+        sh("python3", str(CHECKOUT / "lab" / "secrets.py"), "--state-dir", str(path))
+    (path / "overrides.sls").write_text(overrides_yaml())
+    return path
+
+
+# --------------------------------------------------------------------------- teardown
+
+_RUNNING: dict[str, Machine] = {}
+
+
+def _nspawn_pids(name: str | None = None) -> list[int]:
+    """nspawn processes this harness started (their -D is under RUN_DIR)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"systemd-nspawn"):
+            continue
+        want = str(RUN_DIR / name / "merged") if name else str(RUN_DIR) + "/"
+        if any(a.decode(errors="replace").startswith(want) for a in argv):
+            pids.append(int(p.name))
+    return pids
+
+
+def _mounts_under(prefix: Path) -> list[str]:
+    out = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        target = line.split()[1].replace("\\040", " ")
+        if target == str(prefix) or target.startswith(str(prefix) + "/"):
+            out.append(target)
+    return sorted(out, key=len, reverse=True)
+
+
+def _wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    left = list(pids)
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        if left:
+            time.sleep(0.1)
+    return left
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return " Z " in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
+    except OSError:
+        return True
+
+
+def teardown_machine(name: str, timeout: float = 20.0) -> None:
+    pids = _nspawn_pids(name)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for pid in _wait_gone(pids, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _wait_gone(pids, 5)
+    m = _RUNNING.pop(name, None)
+    if m and m.proc:
+        with contextlib.suppress(Exception):
+            m.proc.wait(timeout=5)
+    for target in _mounts_under(RUN_DIR / name):
+        sh("umount", "-l", target, check=False, capture=True)
+    ns = f"{PREFIX}-{name}"
+    if _netns_exists(ns):
+        sh("ip", "netns", "del", ns, check=False, capture=True)
+    if _netns_exists(BRIDGE_NS):
+        sh("ip", "-n", BRIDGE_NS, "link", "del", f"v-{name}"[:15], check=False, capture=True)
+    shutil.rmtree(RUN_DIR / name, ignore_errors=True)
+
+
+def down() -> None:
+    """Remove every machine, overlay, netns and veth of the harness (idempotent)."""
+    names = set(_RUNNING)
+    if RUN_DIR.exists():
+        names |= {p.name for p in RUN_DIR.iterdir() if (p / "merged").exists()}
+    names |= {n.removeprefix(PREFIX + "-") for n in _list_netns()
+              if n.startswith(PREFIX + "-") and n != BRIDGE_NS}
+    for pid in _nspawn_pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for name in sorted(names):
+        teardown_machine(name)
+    for target in _mounts_under(RUN_DIR):
+        sh("umount", "-l", target, check=False, capture=True)
+    if _netns_exists(BRIDGE_NS):
+        sh("ip", "netns", "del", BRIDGE_NS, check=False, capture=True)
+    sh("ip", "link", "del", HOST_IF, check=False, capture=True)
+
+
+def _list_netns() -> list[str]:
+    d = Path("/run/netns")
+    return [p.name for p in d.iterdir()] if d.exists() else []
+
+
+_handlers_installed = False
+
+
+def install_cleanup_handlers() -> None:
+    """Tear everything down at exit and on SIGTERM/SIGINT/SIGHUP."""
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(down)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        down()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, on_signal)
+
+
+# --------------------------------------------------------------------------- the lab
+
+@dataclass
+class Lab:
+    release: str
+    state_dir: Path
+    names: Sequence[str] = tuple(ADDRESSES)
+    machines: dict[str, Machine] = field(default_factory=dict)
+
+    def up(self) -> None:
+        install_cleanup_handlers()
+        build_rootfs(self.release)
+        for n in self.names:
+            m = Machine(n, self.release, ADDRESSES[n], self.state_dir)
+            self.machines[n] = m
+            m.boot()
+
+    def apply_all(self, *args: str) -> dict[str, ApplyResult]:
+        """Apply in the lab's order: prosody alongside ejabberd1, then ejabberd2, then lb."""
+        results: dict[str, ApplyResult] = {}
+        order = [["prosody", "ejabberd1"], ["ejabberd2"], ["lb"]]
+        for wave in order:
+            wave = [n for n in wave if n in self.machines]
+            threads = []
+            for n in wave:
+                def work(n: str = n) -> None:
+                    results[n] = self.machines[n].apply(*args)
+                t = threading.Thread(target=work)
+                t.start()
+                threads.append(t)
+            for t in threads:
+                t.join()
+        return results
+
+    def down(self) -> None:
+        for m in self.machines.values():
+            m.stop()
+        self.machines.clear()
+        down()
+
+    def __getitem__(self, name: str) -> Machine:
+        return self.machines[name]
+
+
+@contextlib.contextmanager
+def lab(release: str, state_dir: Path, names: Sequence[str] = tuple(ADDRESSES)) -> Iterator[Lab]:
+    the_lab = Lab(release, state_dir, names)
+    try:
+        the_lab.up()
+        yield the_lab
+    finally:
+        the_lab.down()
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _attach(name: str) -> Machine:
+    """A Machine object for a machine started by another harness process."""
+    pids = _nspawn_pids(name)
+    if not pids:
+        raise HarnessError(f"{name} is not running (start it with `up`)")
+    m = Machine(name, "?", ADDRESSES.get(name, "?"), STATE_DIR)
+    m.pid = _container_init(pids[0])
+    if m.pid is None:
+        raise HarnessError(f"{name}: cannot find its init process")
+    return m
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.machines.harness",
+                                 description="nspawn machines for the xmpp-tool lab")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build (or find) the cached rootfs")
+    b.add_argument("--release", choices=RELEASES, default="trixie")
+    u = sub.add_parser("up", help="boot machines (they keep running after `up` returns)")
+    u.add_argument("--release", choices=RELEASES, default="trixie")
+    u.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    u.add_argument("--no-secrets", action="store_true",
+                   help="don't run lab/secrets.py (state dir prepared by hand)")
+    u.add_argument("names", nargs="*", default=list(ADDRESSES))
+    a = sub.add_parser("apply", help="salt-call state.apply in machines (lab order)")
+    a.add_argument("names", nargs="*", default=list(ADDRESSES))
+    r = sub.add_parser("run", help="run a command in a machine")
+    r.add_argument("name")
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("down", help="stop everything and clean up leftovers")
+    sub.add_parser("status", help="list running machines")
+    ns = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("harness: must run as root", file=sys.stderr)
+        return 77
+    try:
+        if ns.cmd == "build":
+            print(build_rootfs(ns.release))
+        elif ns.cmd == "up":
+            make_state_dir(ns.state_dir.resolve(), generate=not ns.no_secrets)
+            for n in ns.names:
+                if n not in ADDRESSES:
+                    raise HarnessError(f"unknown machine {n!r}")
+                m = Machine(n, ns.release, ADDRESSES[n], ns.state_dir.resolve())
+                m.boot()
+                _RUNNING.pop(n, None)  # keep it running after we exit
+                print(f"{n} {m.addr} pid={m.pid}")
+        elif ns.cmd == "apply":
+            rc = 0
+            for wave in (["prosody", "ejabberd1"], ["ejabberd2"], ["lb"]):
+                for n in wave:
+                    if n in ns.names:
+                        res = _attach(n).apply()
+                        print(f"{n}: {res.summary()}")
+                        if not res.ok:
+                            print(res.describe_failures())
+                            rc = 2
+            return rc
+        elif ns.cmd == "run":
+            cmd = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+            out = _attach(ns.name).run(cmd or ["bash", "-l"], check=False)
+            sys.stdout.write(out.stdout)
+            sys.stderr.write(out.stderr)
+            return out.returncode
+        elif ns.cmd == "down":
+            down()
+        elif ns.cmd == "status":
+            for n in sorted(ADDRESSES):
+                pids = _nspawn_pids(n)
+                print(f"{n:10} {ADDRESSES[n]:15} {'running' if pids else '-'}")
+    except HarnessError as e:
+        print(f"harness: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
