@@ -107,7 +107,9 @@ ROLE_PACKAGES: dict[str, list[str]] = {
 }
 # pip packages in /opt/salt (salt-call, the MySQL extension, and testinfra so
 # tests/infra runs inside a machine with --hosts=local://).
-PIP_PACKAGES = ["salt==3008.4", "saltext-mysql", "PyMySQL", "pytest-testinfra", "pytest"]
+# Pins as in tests/setup.d/20-salt.sh (host venv) and the host's .venv.
+PIP_PACKAGES = ["salt==3008.4", "saltext-mysql==1.1.0", "PyMySQL==1.2.4",
+                "pytest-testinfra==10.2.2", "pytest==9.2.0"]
 
 SALT_VENV = "/opt/salt"
 MACHINE_PATH = "/opt/salt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -120,12 +122,16 @@ root="$1"
 run() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
           PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
           DEBIAN_FRONTEND=noninteractive "$@"; }
-run update-ca-certificates >/dev/null
+phase() { echo "[customize $(date +%T)] $*" >&2; }
+run update-ca-certificates >/dev/null 2>&1
+phase "salt venv"
 run python3 -m venv /opt/salt
 run /opt/salt/bin/pip install -q --no-cache-dir @PIP@
 ln -sf /opt/salt/bin/salt-call "$root/usr/local/bin/salt-call"
+phase "purge compiler, pre-stage role packages"
 run apt-get purge -y -q --autoremove @BUILD@ >/dev/null
-run apt-get install -y -q --no-install-recommends --download-only @ROLES@ >/dev/null
+run apt-get install -y -q --download-only @ROLES@ >/dev/null
+phase done
 echo machine >"$root/etc/hostname"
 printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 : >"$root/etc/machine-id"
@@ -475,11 +481,14 @@ def overrides_yaml(addresses: dict[str, str] | None = None) -> str:
 
 
 def make_state_dir(path: Path, generate: bool = True) -> Path:
-    """Secrets/CA/client config by the lab's own generator, plus overrides.sls."""
+    """overrides.sls, then secrets/CA/client config by the lab's own generator
+    (which reads the overrides, so client.toml has the harness's addresses)."""
     path.mkdir(parents=True, exist_ok=True)
-    if generate:
-        sh("python3", str(CHECKOUT / "lab" / "secrets.py"), "--state-dir", str(path))
     (path / "overrides.sls").write_text(overrides_yaml())
+    if generate:
+        # -P: lab/secrets.py shadows the stdlib module `secrets` when its own
+        # directory leads sys.path (reported to the Salt engineer).
+        sh("python3", "-P", str(CHECKOUT / "lab" / "secrets.py"), "--state-dir", str(path))
     return path
 
 

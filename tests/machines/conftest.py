@@ -1,0 +1,74 @@
+"""Fixtures for the lab tests: one booted, Salt-applied lab per Debian release.
+
+Both releases' rootfs are built (or found in .cache/machines) in parallel as
+soon as the first machine test runs, so the second build overlaps the first
+release's tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+if str(CHECKOUT) not in sys.path:
+    sys.path.insert(0, str(CHECKOUT))
+
+from tests.machines import harness  # noqa: E402
+
+TOOLS = ("mmdebstrap", "systemd-nspawn", "nsenter", "ip", "mount")
+
+
+def _missing_requirements() -> str | None:
+    if os.geteuid() != 0:
+        return "machine tests need root"
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"missing host tools: {', '.join(missing)} (bash tests/setup.sh)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def rootfs_builds() -> Iterator[dict[str, Future[Path]]]:
+    why = _missing_requirements()
+    if why:
+        pytest.skip(why)
+    harness.install_cleanup_handlers()
+    harness.down()  # leftovers of an interrupted earlier run
+    with ThreadPoolExecutor(max_workers=len(harness.RELEASES)) as pool:
+        yield {r: pool.submit(harness.build_rootfs, r) for r in harness.RELEASES}
+
+
+@dataclass
+class LabRun:
+    """A booted lab of one release with the results of its first apply."""
+
+    lab: harness.Lab
+    state_dir: Path
+    first: dict[str, harness.ApplyResult]
+    accounts: dict[str, dict[str, Any]]
+
+    @property
+    def release(self) -> str:
+        return self.lab.release
+
+
+@pytest.fixture(scope="module", params=harness.RELEASES)
+def lab(request: pytest.FixtureRequest, rootfs_builds: dict[str, Future[Path]],
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
+    release: str = request.param
+    rootfs_builds[release].result()
+    state_dir = harness.make_state_dir(tmp_path_factory.mktemp(f"state-{release}"))
+    accounts = tomllib.loads((state_dir / "client.toml").read_text())["accounts"]
+    with harness.lab(release, state_dir) as the_lab:
+        first = the_lab.apply_all()
+        yield LabRun(the_lab, state_dir, first, accounts)

@@ -1,0 +1,168 @@
+"""The whole lab on booted machines, per Debian release (issue 3).
+
+Order matters within a release (pytest keeps file order per module-scoped
+parameter): first apply, second apply, testinfra, end to end, failover last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.machines import harness
+from tests.machines.conftest import CHECKOUT, LabRun
+
+pytestmark = [pytest.mark.machines, pytest.mark.root]
+
+XMPP_TOOL = CHECKOUT / ".venv" / "bin" / "xmpp-tool"
+LB = f"{harness.ADDRESSES['lb']}:5222"
+PROSODY = f"{harness.ADDRESSES['prosody']}:5222"
+
+
+def _ok(results: dict[str, harness.ApplyResult]) -> None:
+    assert set(results) == set(harness.ADDRESSES)
+    bad = {n: r.describe_failures() for n, r in results.items() if not r.ok}
+    assert not bad, "\n\n".join(f"{n}:\n{d}" for n, d in bad.items())
+
+
+def test_first_apply_succeeds(lab: LabRun) -> None:
+    _ok(lab.first)
+    for name, res in lab.first.items():
+        assert res.changed, f"{name}: the first apply changed nothing"
+
+
+def test_second_apply_changes_nothing(lab: LabRun) -> None:
+    second = lab.lab.apply_all()
+    _ok(second)
+    changed = {n: r.describe_changes() for n, r in second.items() if r.changed}
+    assert not changed, "\n\n".join(f"{n}:\n{d}" for n, d in changed.items())
+
+
+@pytest.mark.parametrize("machine", list(harness.ADDRESSES))
+def test_infra(lab: LabRun, machine: str) -> None:
+    """tests/infra, run inside the machine by the salt venv's pytest (--hosts=local://)."""
+    res = lab.lab[machine].run(
+        ["python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "--hosts=local://",
+         f"{harness.CHECKOUT_IN_MACHINE}/tests/infra"],
+        env={"PYTHONDONTWRITEBYTECODE": "1", "XMPP_TOOL_MINION_ID": machine},
+        check=False, timeout=600)
+    assert res.returncode == 0, f"{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
+    assert " passed" in res.stdout
+
+
+# ------------------------------------------------------------------ xmpp-tool from the host
+
+def xmpp_tool(lab: LabRun, account: str, server: str, *args: str,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    acct = lab.accounts[account]
+    env = {**os.environ, "XMPP_TOOL_PASSWORD": acct["password"]}
+    cmd = [str(XMPP_TOOL), "-C", str(lab.state_dir / "ca.crt"), "-s", server,
+           "-u", acct["jid"], *args]
+    return subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=timeout,
+                          check=False)
+
+
+def send(lab: LabRun, account: str, server: str, to: str, body: str) -> None:
+    res = xmpp_tool(lab, account, server, "send", lab.accounts[to]["jid"], body)
+    assert res.returncode == 0, f"send {account}->{to} via {server}: {res.returncode} {res.stderr}"
+
+
+def unread(lab: LabRun, account: str, server: str) -> list[dict[str, Any]]:
+    res = xmpp_tool(lab, account, server, "-J", "unread")
+    assert res.returncode == 0, f"unread {account} via {server}: {res.returncode} {res.stderr}"
+    return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+
+def bodies(lab: LabRun, account: str, server: str) -> list[str]:
+    return [m["body"] for m in unread(lab, account, server)]
+
+
+def token(what: str) -> str:
+    return f"{what} {uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def have_cli() -> None:
+    if not XMPP_TOOL.exists():
+        pytest.skip(f"{XMPP_TOOL} missing (pip install -e .)")
+
+
+@pytest.mark.usefixtures("have_cli")
+def test_send_and_unread_via_prosody(lab: LabRun) -> None:
+    body = token("to bob on prosody")
+    send(lab, "alice@prosody", PROSODY, "bob@prosody", body)
+    got = unread(lab, "bob@prosody", PROSODY)
+    mine = [m for m in got if m["body"] == body]
+    assert len(mine) == 1
+    assert mine[0]["from"].split("/")[0] == lab.accounts["alice@prosody"]["jid"]
+
+
+@pytest.mark.usefixtures("have_cli")
+def test_offline_messages_via_lb_whichever_node(lab: LabRun) -> None:
+    """bob is offline while alice sends (each send is a new session, so haproxy
+    spreads them over both nodes); every unread session, wherever it lands,
+    lists all of them."""
+    sent = [token(f"offline {i}") for i in range(4)]
+    for body in sent:
+        send(lab, "alice@ejabberd", LB, "bob@ejabberd", body)
+    for _ in range(3):
+        got = bodies(lab, "bob@ejabberd", LB)
+        assert [b for b in got if b in sent] == sent
+
+
+@pytest.mark.usefixtures("have_cli")
+def test_wrong_ca_is_refused_via_lb(lab: LabRun, tmp_path: Path) -> None:
+    """TLS through the balancer is really verified against the lab CA."""
+    other = harness.make_state_dir(tmp_path / "other")  # a different lab CA
+    acct = lab.accounts["alice@ejabberd"]
+    res = subprocess.run(
+        [str(XMPP_TOOL), "-C", str(other / "ca.crt"), "-s", LB, "-u", acct["jid"],
+         "send", lab.accounts["bob@ejabberd"]["jid"], "must not arrive"],
+        env={**os.environ, "XMPP_TOOL_PASSWORD": acct["password"]},
+        text=True, capture_output=True, timeout=60, check=False)
+    assert res.returncode == 77, res.stderr
+
+
+def cluster_nodes(lab: LabRun, machine: str) -> set[str]:
+    res = lab.lab[machine].run(["ejabberdctl", "list_cluster"], check=False)
+    return {line.strip().strip("'\"") for line in res.stdout.splitlines() if line.strip()}
+
+
+def wait_cluster(lab: LabRun, machine: str, want: set[str], timeout: float = 60) -> set[str]:
+    deadline = time.monotonic() + timeout
+    nodes = cluster_nodes(lab, machine)
+    while nodes != want and time.monotonic() < deadline:
+        time.sleep(1)
+        nodes = cluster_nodes(lab, machine)
+    return nodes
+
+
+@pytest.mark.usefixtures("have_cli")
+def test_failover_and_rejoin(lab: LabRun) -> None:
+    full = cluster_nodes(lab, "ejabberd1")
+    assert full == {"ejabberd@ejabberd1", "ejabberd@ejabberd2"}
+
+    lab.lab["ejabberd2"].run(["systemctl", "stop", "ejabberd"])
+    # Logins and sends through lb keep working with one node down.
+    sent = [token(f"failover {i}") for i in range(4)]
+    for body in sent:
+        send(lab, "alice@ejabberd", LB, "bob@ejabberd", body)
+    got = bodies(lab, "bob@ejabberd", LB)
+    assert [b for b in got if b in sent] == sent
+
+    # Re-applying Salt brings the node back into the cluster.
+    res = lab.lab["ejabberd2"].apply()
+    assert res.ok, res.describe_failures()
+    assert wait_cluster(lab, "ejabberd2", full) == full
+    assert wait_cluster(lab, "ejabberd1", full) == full
+    # Whatever node the sessions land on now, the messages are there.
+    for _ in range(3):
+        got = bodies(lab, "bob@ejabberd", LB)
+        assert [b for b in got if b in sent] == sent
