@@ -1,0 +1,104 @@
+"""Fixtures: real prosody and ejabberd (Debian packages) on loopback, one of each per session.
+
+- ``prosody_server`` / ``ejabberd_server`` (session scope): started on first use only.
+- ``xmpp_server``: parametrized over both (ids ``prosody`` / ``ejabberd``).
+- ``free_port``: a loopback port nothing listens on.
+
+Tests using a server fixture get the ``servers`` marker automatically.  Missing
+packages or a server that does not start make the test fail (never skip) with a
+one-paragraph reason: CI must not go green without having talked to both servers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from servers import (
+    EjabberdServer,
+    ProsodyServer,
+    ServerError,
+    TestCA,
+    XmppServer,
+    start_ejabberd,
+    start_prosody,
+)
+from servers import free_port as _free_port
+
+SERVER_FIXTURES = frozenset({"prosody_server", "ejabberd_server", "xmpp_server"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
+    # A SIGTERM'd pytest would leave the servers (own sessions) running; turn it into
+    # KeyboardInterrupt so pytest tears the session fixtures down.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> Iterator[TestCA]:
+    """The session's throwaway CA (and a second, wrong one)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    directory = Path(tempfile.mkdtemp(prefix="xt-ca-"))
+    try:
+        try:
+            ca = TestCA.create(directory)
+        except ServerError as exc:
+            pytest.fail(f"cannot make the test CA: {exc}", pytrace=False)
+        yield ca
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prosody_server(test_ca: TestCA) -> Iterator[ProsodyServer]:
+    """prosody on loopback (domain prosody.test), started once per session."""
+    try:
+        server = start_prosody(test_ca)
+    except ServerError as exc:
+        pytest.fail(f"prosody test server did not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ejabberd_server(test_ca: TestCA) -> Iterator[EjabberdServer]:
+    """ejabberd on loopback (domain ejabberd.test), started once per session."""
+    try:
+        server = start_ejabberd(test_ca)
+    except ServerError as exc:
+        pytest.fail(f"ejabberd test server did not start: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["prosody", "ejabberd"])
+def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
+    """Each of the two servers in turn."""
+    server: XmppServer = request.getfixturevalue(f"{request.param}_server")
+    return server
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (for 'unreachable' tests)."""
+    return _free_port()

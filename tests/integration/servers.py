@@ -1,0 +1,713 @@
+"""Real prosody and ejabberd (Debian packages) on loopback, for tests and benchmarks.
+
+Everything a server needs lives in one temporary directory: config, data, logs, the
+server certificate.  Nothing under /etc or /var/lib is read or written, no daemon of
+the host is touched, and two test sessions can run side by side (free ports, a
+unique Erlang node name, a private cookie, no epmd).
+
+Used by ``tests/integration/conftest.py`` (pytest fixtures) and by the scripts in
+``bench/`` (``python3 tests/integration/servers.py --help`` starts servers by hand).
+This module needs only the standard library and the ``openssl`` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 60.0  # seconds; normal start-up is 1-5 s, the CI machine may be busy
+
+PROSODY_BINARIES = ("prosody", "prosodyctl")
+EJABBERD_BINARIES = ("ejabberdctl", "erl")
+APT_HINT = (
+    "install them with: apt-get install -y --no-install-recommends "
+    "prosody lua-dbi-sqlite3 ejabberd openssl  (or: bash tests/setup.sh)"
+)
+
+
+class ServerError(RuntimeError):
+    """A test server could not be prepared, started or asked something."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _which(names: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for name in names:
+        # /usr/sbin is not always on a non-root PATH.
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
+        if path:
+            found[name] = path
+        else:
+            missing.append(name)
+    if missing:
+        raise ServerError(f"missing program(s) {', '.join(missing)}; {APT_HINT}")
+    return found
+
+
+def _run(
+    argv: list[str],
+    *,
+    input_text: str | None = None,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        user=user,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no {path.name})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _stream_features(
+    host: str,
+    port: int,
+    domain: str,
+    *,
+    direct_tls: bool,
+    cafile: Path,
+    timeout: float = 3.0,
+) -> str:
+    """Open a client stream and return the stream features the server offers.
+
+    With ``direct_tls`` the TLS handshake (verifying ``cafile`` and the domain) comes
+    first, as in XEP-0368.  Raises OSError/ssl.SSLError when the server is not ready.
+    """
+    raw = socket.create_connection((host, port), timeout=timeout)
+    sock: socket.socket = raw
+    try:
+        if direct_tls:
+            ctx = ssl.create_default_context(cafile=str(cafile))
+            sock = ctx.wrap_socket(raw, server_hostname=domain)
+        sock.sendall(
+            (
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                "xmlns:stream='http://etherx.jabber.org/streams' "
+                f"to='{domain}' version='1.0'>"
+            ).encode()
+        )
+        data = b""
+        deadline = time.monotonic() + timeout
+        while b"</stream:features>" not in data and b"</stream:stream>" not in data:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no stream features")
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode(errors="replace")
+    finally:
+        sock.close()
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes],
+    host: str,
+    domain: str,
+    port: int,
+    tls_port: int,
+    cafile: Path,
+    log: Path,
+    what: str,
+) -> None:
+    """Wait until both listeners offer stream features for ``domain``."""
+    deadline = time.monotonic() + START_TIMEOUT
+    last: BaseException | str = "not tried"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(
+                f"{what} exited with status {proc.returncode} during start-up; "
+                f"last lines of {log}:\n{_tail(log)}"
+            )
+        try:
+            plain = _stream_features(host, port, domain, direct_tls=False, cafile=cafile)
+            if "starttls" not in plain:
+                last = f"no <starttls/> in stream features on port {port}: {plain[-300:]}"
+            else:
+                tls = _stream_features(host, tls_port, domain, direct_tls=True, cafile=cafile)
+                if "mechanisms" in tls:
+                    return
+                last = f"no SASL mechanisms on direct TLS port {tls_port}: {tls[-300:]}"
+        except (OSError, ssl.SSLError) as exc:
+            last = exc
+        time.sleep(0.1)
+    raise ServerError(
+        f"{what} did not answer on {host}:{port}/{tls_port} within {START_TIMEOUT:.0f} s "
+        f"(last: {last}); last lines of {log}:\n{_tail(log)}"
+    )
+
+
+def _stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the process group (it was started in a new session), then SIGKILL."""
+    if proc.poll() is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+# --------------------------------------------------------------------- certificates
+
+
+@dataclass
+class TestCA:
+    """A throwaway CA (made with the openssl CLI) plus a second CA that signs nothing."""
+
+    __test__ = False  # not a pytest test class
+
+    directory: Path
+    cafile: Path
+    cakey: Path
+    wrong_cafile: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> TestCA:
+        directory.mkdir(parents=True, exist_ok=True)
+        ca = cls(
+            directory=directory,
+            cafile=directory / "ca.crt",
+            cakey=directory / "ca.key",
+            wrong_cafile=directory / "wrong-ca.crt",
+        )
+        ca._self_signed(ca.cafile, ca.cakey, "xmpp-tool test CA")
+        wrong_key = directory / "wrong-ca.key"
+        ca._self_signed(ca.wrong_cafile, wrong_key, "xmpp-tool WRONG test CA")
+        wrong_key.unlink()
+        return ca
+
+    def _openssl(self, *args: str) -> None:
+        openssl = _which(("openssl",))["openssl"]
+        res = _run([openssl, *args], cwd=self.directory)
+        if res.returncode != 0:
+            raise ServerError(f"openssl {args[0]} failed: {res.stderr.strip()}")
+
+    def _self_signed(self, crt: Path, key: Path, cn: str) -> None:
+        self._openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "7",
+            "-subj", f"/CN={cn}",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext", "subjectKeyIdentifier=hash",
+        )  # fmt: skip
+        key.chmod(0o600)
+
+    def issue(self, domain: str, crt: Path, key: Path) -> None:
+        """A server certificate for ``domain`` (as subjectAltName), signed by this CA.
+
+        Has the extensions Python 3.13's strict verification requires (AKI, SKI, EKU).
+        """
+        csr = crt.with_suffix(".csr")
+        ext = crt.with_suffix(".ext")
+        ext.write_text(
+            f"subjectAltName=DNS:{domain}\n"
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid:always\n"
+        )
+        self._openssl(
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={domain}",
+        )  # fmt: skip
+        key.chmod(0o600)
+        self._openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(self.cafile), "-CAkey", str(self.cakey),
+            "-set_serial", str(secrets.randbits(63)), "-days", "7", "-out", str(crt),
+            "-extfile", str(ext),
+        )  # fmt: skip
+        csr.unlink()
+        ext.unlink()
+
+
+# -------------------------------------------------------------------------- servers
+
+
+@dataclass
+class XmppServer:
+    """A running XMPP server on loopback (the interface the CLI tests rely on)."""
+
+    kind: str  # "prosody" | "ejabberd"
+    domain: str  # XMPP domain served; the certificate has it as subjectAltName
+    host: str  # "127.0.0.1"
+    port: int  # c2s STARTTLS
+    tls_port: int  # c2s direct TLS (XEP-0368)
+    cafile: Path  # throwaway CA that signed the server certificate
+    wrong_cafile: Path  # another CA that did NOT sign it
+    workdir: Path = field(repr=False)  # config, data, logs (removed at stop)
+    log: Path = field(repr=False)  # main log file, for diagnostics
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    startup_seconds: float = field(default=0.0, compare=False)
+
+    def jid(self, user: str) -> str:
+        return f"{user}@{self.domain}"
+
+    @property
+    def server(self) -> str:
+        """``host:port`` of the STARTTLS listener (the CLI's ``-s``)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def tls_server(self) -> str:
+        """``host:port`` of the direct TLS listener (the CLI's ``-s`` with ``-t``)."""
+        return f"{self.host}:{self.tls_port}"
+
+    def register(self, user: str, password: str) -> str:
+        """Create the account; returns its bare JID."""
+        raise NotImplementedError
+
+    def register_many(self, accounts: dict[str, str]) -> list[str]:
+        """Create several accounts (user -> password); returns their bare JIDs."""
+        return [self.register(user, password) for user, password in accounts.items()]
+
+    def offline_count(self, user: str) -> int:
+        """Messages in the user's offline storage (ejabberd only)."""
+        raise NotImplementedError(f"offline_count is not available on {self.kind}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class ProsodyServer(XmppServer):
+    config: Path = field(default=Path(), repr=False)
+    prosodyctl: str = field(default="prosodyctl", repr=False)
+
+    def register(self, user: str, password: str) -> str:
+        jid = self.jid(user)
+        # `adduser` reads the password twice from standard input (no tty: no echo
+        # games), so it never appears on a command line.
+        res = _run(
+            [self.prosodyctl, "--config", str(self.config), "adduser", jid],
+            input_text=f"{password}\n{password}\n",
+        )
+        out = (res.stdout + res.stderr).replace(password, "***")
+        if res.returncode != 0:
+            raise ServerError(f"prosodyctl adduser {jid} failed ({res.returncode}): {out.strip()}")
+        return jid
+
+
+@dataclass
+class EjabberdServer(XmppServer):
+    node: str = field(default="", repr=False)
+    ctl_args: list[str] = field(default_factory=list, repr=False)
+    run_user: str | None = field(default=None, repr=False)
+    ctl_env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run ``ejabberdctl <our node options> ARGS`` (never pass secrets here)."""
+        return _run(
+            [*self.ctl_args, *args],
+            timeout=timeout,
+            env=self.ctl_env,
+            user=self.run_user,
+            cwd=self.workdir,
+        )
+
+    def register(self, user: str, password: str) -> str:
+        return self.register_many({user: password})[0]
+
+    def register_many(self, accounts: dict[str, str]) -> list[str]:
+        # `ejabberdctl register USER HOST PASSWORD` would put the password on the
+        # command line of an erl process.  Instead the accounts go in a XEP-0227
+        # (PIEFXIS) file readable only by the server's user, imported with
+        # `ejabberdctl import_piefxis FILE` (one erl start, ~1 s, for all of them).
+        # It fails (exit 1, "import_failed") if an account exists already.
+        jids = [self.jid(user) for user in accounts]
+        xml = self.workdir / f"register-{secrets.token_hex(8)}.xml"
+        fd = os.open(xml, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(_piefxis(self.domain, accounts))
+        try:
+            if self.run_user:
+                pw = pwd.getpwnam(self.run_user)
+                os.chown(xml, pw.pw_uid, pw.pw_gid)
+            res = self.ctl("import_piefxis", str(xml))
+        finally:
+            xml.unlink(missing_ok=True)
+        if res.returncode != 0 or "error" in res.stdout.lower():
+            out = res.stdout + res.stderr
+            for password in accounts.values():
+                out = out.replace(password, "***")
+            raise ServerError(
+                f"ejabberdctl import_piefxis ({', '.join(jids)}) failed "
+                f"({res.returncode}): {out.strip()}"
+            )
+        return jids
+
+    def offline_count(self, user: str) -> int:
+        res = self.ctl("get_offline_count", user, self.domain)
+        text = res.stdout.strip()
+        if res.returncode != 0 or not text.isdigit():
+            raise ServerError(
+                f"ejabberdctl get_offline_count {user} {self.domain} failed "
+                f"({res.returncode}): {(text + ' ' + res.stderr).strip()}"
+            )
+        return int(text)
+
+
+def _xml_escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&apos;")
+    )
+
+
+def _piefxis(domain: str, accounts: dict[str, str]) -> str:
+    users = "".join(
+        f"    <user name='{_xml_escape(user)}' password='{_xml_escape(password)}'/>\n"
+        for user, password in accounts.items()
+    )
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        "<server-data xmlns='urn:xmpp:pie:0'>\n"
+        f"  <host jid='{_xml_escape(domain)}'>\n{users}  </host>\n"
+        "</server-data>\n"
+    )
+
+
+def _render(template: str, values: dict[str, str]) -> str:
+    text = (TEMPLATES / template).read_text()
+
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise ServerError(f"template {template}: no value for @{key}@")
+        return values[key]
+
+    return re.sub(r"@([A-Z_]+)@", sub, text)
+
+
+def _lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def start_prosody(ca: TestCA, domain: str = "prosody.test", attempts: int = 3) -> ProsodyServer:
+    """Start ``prosody -F`` with a throwaway config under a new temporary directory."""
+    bins = _which(PROSODY_BINARIES)
+    last: ServerError | None = None
+    for _ in range(attempts):  # a free port may be taken between choosing and binding
+        t0 = time.monotonic()
+        workdir = Path(tempfile.mkdtemp(prefix="xt-prosody-"))
+        try:
+            data = workdir / "data"
+            certs = workdir / "certs"
+            data.mkdir()
+            certs.mkdir()
+            ca.issue(domain, certs / f"{domain}.crt", certs / f"{domain}.key")
+            port, tls_port = free_port(), free_port()
+            while tls_port == port:
+                tls_port = free_port()
+            log = workdir / "prosody.log"
+            config = workdir / "prosody.cfg.lua"
+            config.write_text(
+                _render(
+                    "prosody.cfg.lua",
+                    {
+                        "DOMAIN": _lua_string(domain),
+                        "HOST": _lua_string(LOOPBACK),
+                        "PORT": str(port),
+                        "TLS_PORT": str(tls_port),
+                        "DATA": _lua_string(str(data)),
+                        "CERTS": _lua_string(str(certs)),
+                        "CERT": _lua_string(str(certs / f"{domain}.crt")),
+                        "KEY": _lua_string(str(certs / f"{domain}.key")),
+                        "LOG": _lua_string(str(log)),
+                        "PIDFILE": _lua_string(str(workdir / "prosody.pid")),
+                    },
+                )
+            )
+            with open(workdir / "stdout.log", "wb") as out:
+                proc = subprocess.Popen(
+                    [bins["prosody"], "--config", str(config), "-F"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=workdir,
+                    start_new_session=True,
+                )
+            server = ProsodyServer(
+                kind="prosody",
+                domain=domain,
+                host=LOOPBACK,
+                port=port,
+                tls_port=tls_port,
+                cafile=ca.cafile,
+                wrong_cafile=ca.wrong_cafile,
+                workdir=workdir,
+                log=log,
+                proc=proc,
+                config=config,
+                prosodyctl=bins["prosodyctl"],
+            )
+            try:
+                _wait_ready(proc, LOOPBACK, domain, port, tls_port, ca.cafile, log, "prosody")
+            except ServerError as exc:
+                server.stop()
+                last = exc
+                continue
+            server.startup_seconds = time.monotonic() - t0
+            return server
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+    assert last is not None
+    raise last
+
+
+def _ejabberd_user() -> str | None:
+    """The user to run ejabberdctl as: Debian's script switches root to `ejabberd`
+    with su (and a HOME we don't control); running it as that user ourselves keeps
+    the environment ours.  Returns None when we already are that user."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if me == "ejabberd":
+        return None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("ejabberd")
+        except KeyError as exc:
+            raise ServerError(f"no 'ejabberd' user: is the package installed? {APT_HINT}") from exc
+        return "ejabberd"
+    raise ServerError(
+        "the ejabberd fixture must run as root or as the 'ejabberd' user "
+        f"(Debian's ejabberdctl refuses other users); running as {me!r}"
+    )
+
+
+def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3) -> EjabberdServer:
+    """Start ``ejabberdctl foreground`` with a throwaway config, spool and node name."""
+    bins = _which(EJABBERD_BINARIES)
+    run_user = _ejabberd_user()
+    last: ServerError | None = None
+    for attempt in range(attempts):
+        t0 = time.monotonic()
+        workdir = Path(tempfile.mkdtemp(prefix="xt-ejabberd-"))
+        try:
+            spool, logs = workdir / "spool", workdir / "logs"
+            spool.mkdir()
+            logs.mkdir()
+            pem = workdir / "server.pem"
+            ca.issue(domain, workdir / "server.crt", workdir / "server.key")
+            pem.write_text(
+                (workdir / "server.crt").read_text() + (workdir / "server.key").read_text()
+            )
+            pem.chmod(0o600)
+            port, tls_port, dist_port = free_port(), free_port(), free_port()
+            if len({port, tls_port, dist_port}) < 3:
+                continue
+            node = f"xt-test-{os.getpid()}-{attempt}@localhost"
+            cookie = secrets.token_hex(16)
+            (workdir / "ejabberd.yml").write_text(
+                _render(
+                    "ejabberd.yml",
+                    {
+                        "DOMAIN": domain,
+                        "HOST": LOOPBACK,
+                        "PORT": str(port),
+                        "TLS_PORT": str(tls_port),
+                        "CERTFILE": str(pem),
+                    },
+                )
+            )
+            # ejabberdctl sources this file; ERL_DIST_PORT makes every node (server
+            # and ctl clients) use a fixed distribution port without epmd, so we
+            # never start (or have to kill) a host-wide epmd.
+            (workdir / "ejabberdctl.cfg").write_text(
+                f"ERL_DIST_PORT={dist_port}\n"
+                'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\n'
+                "EJABBERD_BYPASS_WARNINGS=true\n"
+            )
+            # ejabberdctl points ERL_INETRC at the config dir; without the file every
+            # erl prints an error report.
+            (workdir / "inetrc").write_text("{lookup, [file, native]}.\n")
+            # vm.args is passed with -args_file to every erl ejabberdctl starts: the
+            # cookie stays off the command line; distribution only on loopback.
+            vmargs = workdir / "vm.args"
+            fd = os.open(vmargs, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"-setcookie {cookie}\n-kernel inet_dist_use_interface {{127,0,0,1}}\n")
+            if run_user:
+                pw = pwd.getpwnam(run_user)
+                for p in [workdir, *workdir.rglob("*")]:
+                    os.chown(p, pw.pw_uid, pw.pw_gid)
+            ctl_args = [
+                bins["ejabberdctl"],
+                "--config-dir", str(workdir),
+                "--config", str(workdir / "ejabberd.yml"),
+                "--ctl-config", str(workdir / "ejabberdctl.cfg"),
+                "--spool", str(spool),
+                "--logs", str(logs),
+                "--node", node,
+            ]  # fmt: skip
+            env = {
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME": str(workdir),
+                "LANG": "C.UTF-8",
+                "ERL_EPMD_ADDRESS": LOOPBACK,
+            }
+            log = logs / "ejabberd.log"
+            with open(logs / "stdout.log", "wb") as out:
+                proc = subprocess.Popen(
+                    [*ctl_args, "foreground"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=workdir,
+                    env=env,
+                    user=run_user,
+                    start_new_session=True,
+                )
+            server = EjabberdServer(
+                kind="ejabberd",
+                domain=domain,
+                host=LOOPBACK,
+                port=port,
+                tls_port=tls_port,
+                cafile=ca.cafile,
+                wrong_cafile=ca.wrong_cafile,
+                workdir=workdir,
+                log=log,
+                proc=proc,
+                node=node,
+                ctl_args=ctl_args,
+                run_user=run_user,
+                ctl_env=env,
+            )
+            try:
+                _wait_ready(proc, LOOPBACK, domain, port, tls_port, ca.cafile, log, "ejabberd")
+                status = server.ctl("status")
+                if status.returncode != 0 or "is started" not in status.stdout:
+                    raise ServerError(
+                        f"ejabberdctl status: {status.returncode} {status.stdout.strip()} "
+                        f"{status.stderr.strip()}"
+                    )
+            except ServerError as exc:
+                server.stop()
+                last = exc
+                continue
+            server.startup_seconds = time.monotonic() - t0
+            return server
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+    if last is None:
+        last = ServerError("could not pick distinct free ports")
+    raise last
+
+
+def start(kind: str, ca: TestCA) -> XmppServer:
+    if kind == "prosody":
+        return start_prosody(ca)
+    if kind == "ejabberd":
+        return start_ejabberd(ca)
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
+@contextlib.contextmanager
+def running_servers(*kinds: str) -> Iterator[dict[str, XmppServer]]:
+    """Start the given servers with a fresh CA; stop and remove everything on exit."""
+    cadir = Path(tempfile.mkdtemp(prefix="xt-ca-"))
+    started: dict[str, XmppServer] = {}
+    try:
+        ca = TestCA.create(cadir)
+        for kind in kinds:
+            started[kind] = start(kind, ca)
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+        shutil.rmtree(cadir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Start throwaway prosody/ejabberd servers on loopback (as the "
+        "integration tests do), print how to reach them, and stop them on Ctrl-C "
+        "or after --seconds."
+    )
+    parser.add_argument("kinds", nargs="*", metavar="KIND",
+                        help="prosody and/or ejabberd (default: both)")  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop after this many seconds (default: wait for Ctrl-C)")  # fmt: skip
+    args = parser.parse_args(argv)
+    kinds = args.kinds or ["prosody", "ejabberd"]
+    for kind in kinds:
+        if kind not in ("prosody", "ejabberd"):
+            parser.error(f"unknown server kind {kind!r} (prosody, ejabberd)")
+    with running_servers(*kinds) as servers:
+        for s in servers.values():
+            print(
+                f"{s.kind}: domain={s.domain} starttls={s.server} direct_tls={s.tls_server} "
+                f"cafile={s.cafile} started in {s.startup_seconds:.2f}s",
+                flush=True,
+            )
+        try:
+            if args.seconds is None:
+                signal.pause()
+            else:
+                time.sleep(args.seconds)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""A plain slixmpp client for the tests and benchmarks ("another client", not the CLI).
+
+It never sends presence (presence would make both servers flood and then delete the
+account's offline messages), verifies TLS against the given CA file, and waits for
+the server's XEP-0198 acknowledgement of what it sends.
+
+    async with Peer(jid, password, server) as alice:
+        await alice.send_chat("bob@prosody.test", "hi")   # returns once acked
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import slixmpp
+from slixmpp import JID
+from slixmpp.plugins.xep_0004 import Form
+
+MDS_NODE = "urn:xmpp:mds:displayed:0"
+
+PLUGINS = (
+    "xep_0030",  # disco
+    "xep_0059",  # RSM
+    "xep_0060",  # pubsub
+    "xep_0163",  # PEP
+    "xep_0198",  # stream management
+    "xep_0199",  # ping
+    "xep_0223",  # PEP private storage
+    "xep_0313",  # MAM
+    "xep_0359",  # stanza-id
+    "xep_0490",  # MDS
+)
+
+
+class PeerError(Exception):
+    """Login, TLS or protocol failure of the test client."""
+
+
+class Peer(slixmpp.ClientXMPP):
+    """A minimal client bound to one server address.
+
+    Create it inside the coroutine that uses it: slixmpp binds to the event loop
+    that is current at construction time.
+    """
+
+    def __init__(
+        self,
+        jid: str,
+        password: str,
+        host: str,
+        port: int,
+        cafile: Path,
+        *,
+        direct_tls: bool = False,
+        timeout: float = 20.0,
+    ) -> None:
+        super().__init__(jid, password)
+        self._address = (host, port)
+        self._timeout = timeout
+        # Given an address, slixmpp tries direct TLS first and then STARTTLS on
+        # the same port: allow exactly one of them.
+        self.enable_direct_tls = direct_tls
+        self.enable_starttls = not direct_tls
+        self.enable_plaintext = False
+        self.ca_certs = Path(cafile)
+        for name in PLUGINS:
+            self.register_plugin(name)
+        self._ready: asyncio.Future[None] | None = None
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self.add_event_handler("session_start", self._on_session_start)
+        self.add_event_handler("sm_enabled", self._on_sm_enabled)
+        self.add_event_handler("failed_auth", self._on_failed_auth)
+        self.add_event_handler("ssl_invalid_chain", self._on_bad_cert)
+        self.add_event_handler("connection_failed", self._on_connection_failed)
+        self.add_event_handler("stanza_acked", self._on_acked)
+        self._session = False
+        self._sm = False
+
+    # ----------------------------------------------------------------- events
+
+    def _fail(self, exc: Exception) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(exc)
+        self.cancel_connection_attempt()
+        self.abort()
+
+    def _check_ready(self) -> None:
+        if self._session and self._sm and self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    def _on_session_start(self, _event: Any) -> None:
+        self._session = True  # no presence, no roster request: on purpose
+        self._check_ready()
+
+    def _on_sm_enabled(self, _event: Any) -> None:
+        self._sm = True
+        self._check_ready()
+
+    def _on_failed_auth(self, _event: Any) -> None:
+        self._fail(PeerError("authentication failed"))
+
+    def _on_bad_cert(self, exc: Any) -> None:
+        self._fail(PeerError(f"certificate not trusted: {exc}"))
+
+    def _on_connection_failed(self, exc: Any) -> None:
+        if isinstance(exc, ssl.SSLError):
+            self._fail(PeerError(f"certificate not trusted: {exc}"))
+        else:
+            self._fail(PeerError(f"connection failed: {exc}"))
+
+    def _on_acked(self, stanza: Any) -> None:
+        fut = self._acks.pop(stanza["id"], None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self) -> Peer:
+        """Connect, authenticate, bind, enable stream management; raise PeerError."""
+        self._ready = asyncio.get_running_loop().create_future()
+        self.connect(*self._address)
+        try:
+            await asyncio.wait_for(self._ready, self._timeout)
+        except TimeoutError:
+            self.abort()
+            await self._end_tasks()
+            raise PeerError(f"no session within {self._timeout} s") from None
+        except PeerError:
+            await self._end_tasks()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        if self.transport is not None:
+            await self.disconnect(wait=2.0)
+        await self._end_tasks()
+
+    async def _end_tasks(self) -> None:
+        # slixmpp leaves its send-queue task running after a disconnect; cancel it
+        # so that asyncio.run() does not warn "Task was destroyed but it is pending".
+        task = getattr(self, "_run_out_filters", None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> Peer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -------------------------------------------------------------- messages
+
+    def request_ack(self) -> None:
+        """Queue an XEP-0198 <r/> behind the stanzas already queued.
+
+        slixmpp's own ``plugin['xep_0198'].request_ack()`` writes <r/> at once with
+        send_raw, ahead of stanzas still in the send queue, so the server's answer
+        may not cover the message just "sent" (seen with slixmpp 1.17.0).
+        """
+        self.send("<r xmlns='urn:xmpp:sm:3'/>", use_filters=False)
+
+    def _track(self, stanza: Any) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks[stanza["id"]] = fut
+        return fut
+
+    async def send_chat(self, to: str, body: str) -> str:
+        """Send a chat message and wait for the server's SM ack; returns its id."""
+        msg = self.make_message(mto=JID(to), mbody=body, mtype="chat")
+        msg["id"] = self.new_id()
+        fut = self._track(msg)
+        msg.send()
+        self.request_ack()
+        await asyncio.wait_for(fut, self._timeout)
+        return str(msg["id"])
+
+    async def send_many(self, to: str, bodies: Iterable[str], window: int = 200) -> int:
+        """Send many chat messages, at most ``window`` unacknowledged at a time."""
+        pending: list[asyncio.Future[None]] = []
+        count = 0
+        for body in bodies:
+            msg = self.make_message(mto=JID(to), mbody=body, mtype="chat")
+            msg["id"] = self.new_id()
+            pending.append(self._track(msg))
+            msg.send()
+            count += 1
+            if len(pending) >= window:
+                self.request_ack()
+                await asyncio.wait_for(asyncio.gather(*pending), self._timeout * 3)
+                pending = []
+        if pending:
+            self.request_ack()
+            await asyncio.wait_for(asyncio.gather(*pending), self._timeout * 3)
+        return count
+
+    async def archive(
+        self, with_jid: str | None = None, page: int = 250
+    ) -> AsyncIterator[tuple[str, str, str]]:
+        """(stanza-id in the archive, from, body) of archived messages, oldest first."""
+        mam = self.plugin["xep_0313"]
+        async for result in mam.iterate(
+            with_jid=JID(with_jid) if with_jid else None, rsm={"max": page}
+        ):
+            fwd = result["mam_result"]["forwarded"]["stanza"]
+            yield str(result["mam_result"]["id"]), str(fwd["from"].bare), str(fwd["body"])
+
+    # ------------------------------------------------------------ XEP-0490
+
+    async def mds_pointers(self) -> dict[str, str]:
+        """contact bare JID -> stanza-id, as slixmpp's own XEP-0490 client reads them."""
+        try:
+            iq = await self.plugin["xep_0490"].catch_up(timeout=self._timeout)
+        except slixmpp.exceptions.IqError as exc:
+            if exc.condition == "item-not-found":
+                return {}
+            raise
+        out: dict[str, str] = {}
+        for item in iq["pubsub"]["items"]:
+            out[str(item["id"])] = str(item["payload"].find(".//{urn:xmpp:sid:0}stanza-id")
+                                       .get("id"))  # fmt: skip
+        return out
+
+    async def mds_publish(self, contact: str, stanza_id: str) -> None:
+        """Publish a pointer the way slixmpp's XEP-0490 plugin does (publish-options
+        max_items=max, send_last_published_item=never, access_model=whitelist)."""
+        await self.plugin["xep_0490"].flag_chat(contact, stanza_id, timeout=self._timeout)
+
+    async def mds_publish_minimal(self, contact: str, stanza_id: str) -> None:
+        """ejabberd workaround: publish with only the options ejabberd accepts, then
+        configure the node to keep many items (see test_servers for the quirk)."""
+        from slixmpp.plugins.xep_0490.stanza import Displayed
+
+        displayed = Displayed()
+        displayed["stanza_id"]["id"] = stanza_id
+        form: Any = Form()  # type: ignore[no-untyped-call]  # slixmpp is untyped here
+        form.add_field(var="FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/pubsub#publish-options")  # fmt: skip
+        form.add_field(var="pubsub#persist_items", value=True)
+        form.add_field(var="pubsub#access_model", value="whitelist")
+        pubsub: Any = self.plugin["xep_0060"]
+        await pubsub.publish(
+            self.boundjid.bare, MDS_NODE, id=contact, payload=displayed, options=form,
+            timeout=self._timeout,
+        )  # fmt: skip
+        await self.mds_configure_max_items()
+
+    async def mds_configure_max_items(self, value: str = "max") -> None:
+        pubsub: Any = self.plugin["xep_0060"]
+        form: Any = Form()  # type: ignore[no-untyped-call]
+        form["type"] = "submit"
+        form.add_field(var="FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/pubsub#node_config")  # fmt: skip
+        form.add_field(var="pubsub#max_items", value=value)
+        await pubsub.set_node_config(self.boundjid.bare, MDS_NODE, form, timeout=self._timeout)
+
+
+def peer_for(server: Any, user: str, password: str, *, direct_tls: bool = False,
+             cafile: Path | None = None) -> Peer:  # fmt: skip
+    """A Peer for ``user`` on an XmppServer (STARTTLS port, or the direct TLS one)."""
+    port = server.tls_port if direct_tls else server.port
+    return Peer(
+        f"{user}@{server.domain}", password, server.host, port,
+        cafile if cafile is not None else server.cafile, direct_tls=direct_tls,
+    )  # fmt: skip
