@@ -1,0 +1,384 @@
+"""Command line (Typer), POSIX Utility Argument Syntax.
+
+    xmpp-tool [-s host[:port]] [-u jid] [-f config] [-a account] [-C cafile] [-t] [-J]
+              [-v|-q] unread [-c] [-m] [-n max]
+    xmpp-tool [global options] send recipient [message|-]
+
+Option parsing stops at the first operand, both for the global options and for the
+command's options (``allow_interspersed_args=False``); ``--`` ends options; ``-`` is
+standard input.  Typer only parses: :func:`parse` returns a request and
+:func:`run` does the work, so every failure is one line and a documented code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, TextIO
+
+import typer
+
+from . import __version__, errors
+from .config import CliOptions
+from .errors import EXIT_CODES, Exit, ToolError
+
+PROG = "xmpp-tool"
+MAX_BODY = 1024 * 1024  # bytes; servers refuse far smaller stanzas anyway
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in xmpp-tool (never expected)
+
+POSIX = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
+
+EPILOG = (
+    "\b\nExit status:\n"
+    + "\n".join(f"  {code:<3} {text}" for code, text in EXIT_CODES.items())
+    + "\n\n\b\nPassword (never on the command line), the first of: environment\n"
+    "XMPP_TOOL_PASSWORD; the account's password_command, password_file, or\n"
+    "password (only if the config file is not readable by group/others);\n"
+    "else a prompt on the terminal.\n"
+    "\n\b\nConfig: $XDG_CONFIG_HOME/xmpp-tool/config.toml (default\n"
+    "~/.config/xmpp-tool/config.toml), named accounts; options override it."
+)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    opts: CliOptions
+    recipient: str
+    message: str | None  # None or "-": standard input
+
+
+@dataclass(frozen=True)
+class UnreadRequest:
+    opts: CliOptions
+    count: bool
+    mark: bool
+    limit: int | None
+
+
+Request = SendRequest | UnreadRequest
+
+app = typer.Typer(
+    name=PROG,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings=POSIX,
+    help="Send XMPP messages and list unread ones, safely, from scripts.",
+    epilog=EPILOG,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option("-s", "--server", metavar="HOST[:PORT]",
+                     help="Server to connect to (default: DNS SRV of the JID's domain, "
+                          "then the domain itself)."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("-u", "--user", metavar="JID", help="The account's JID.")
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("-f", "--config", metavar="FILE",
+                     help="Config file (default: $XDG_CONFIG_HOME/xmpp-tool/config.toml)."),
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("-a", "--account", metavar="NAME", help="Named account in the config file."),
+    ] = None,
+    cafile: Annotated[
+        str | None,
+        typer.Option("-C", "--cafile", metavar="FILE",
+                     help="CA certificates to trust (instead of the system store)."),
+    ] = None,
+    direct_tls: Annotated[
+        bool, typer.Option("-t", "--direct-tls", help="Direct TLS (XEP-0368) instead of STARTTLS.")
+    ] = False,
+    json: Annotated[
+        bool, typer.Option("-J", "--json", help="JSON lines on standard output.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="More detail on standard error (never secrets).")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Only errors on standard error.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Send XMPP messages and list unread ones, safely, from scripts."""
+    if verbose and quiet:
+        raise errors.usage("-v and -q are mutually exclusive")
+    ctx.ensure_object(dict)
+    ctx.obj["opts"] = CliOptions(
+        server=server,
+        user=user,
+        config=Path(config) if config is not None else None,
+        account=account,
+        cafile=Path(cafile) if cafile is not None else None,
+        direct_tls=direct_tls,
+        json=json,
+        verbose=verbose,
+        quiet=quiet,
+    )
+
+
+@app.command("send", context_settings=POSIX, epilog=EPILOG)
+def send_command(
+    ctx: typer.Context,
+    recipient: Annotated[str, typer.Argument(metavar="RECIPIENT", show_default=False)],
+    message: Annotated[
+        str | None, typer.Argument(metavar="[MESSAGE|-]", show_default=False)
+    ] = None,
+) -> None:
+    """Send one chat message to RECIPIENT's bare JID; exit 0 only once the server has
+    acknowledged it.  The body is MESSAGE, or standard input if MESSAGE is absent or -."""
+    ctx.obj["request"] = SendRequest(ctx.obj["opts"], recipient, message)
+
+
+@app.command("unread", context_settings=POSIX, epilog=EPILOG)
+def unread_command(
+    ctx: typer.Context,
+    count: Annotated[
+        bool, typer.Option("-c", "--count", help="Print only the count (per contact with -J).")
+    ] = False,
+    mark: Annotated[
+        bool, typer.Option("-m", "--mark-read",
+                           help="Mark the shown messages as read (XEP-0490 pointers).")
+    ] = False,
+    limit_text: Annotated[
+        str | None,
+        typer.Option("-n", "--max", metavar="MAX", help="Show at most MAX messages."),
+    ] = None,
+) -> None:
+    """List unread messages, oldest first, without consuming anything (MAM + XEP-0490
+    displayed pointers; XEP-0013 view where the server has no MAM)."""
+    limit: int | None = None
+    if limit_text is not None:
+        text = limit_text.strip()
+        if not text.isdigit() or int(text) < 1:
+            raise errors.usage(f"-n: {limit_text!r} is not a positive integer")
+        limit = int(text)
+    if count and (mark or limit is not None):
+        raise errors.usage("-c cannot be combined with -m or -n")
+    ctx.obj["request"] = UnreadRequest(ctx.obj["opts"], count, mark, limit)
+
+
+_command = None
+
+
+def _skip_pydantic() -> None:
+    """Typer >= 0.2x coerces every non-flag value through a Pydantic TypeAdapter,
+    importing pydantic (0.2-0.8 s here) on each run, even for plain ``str``
+    options and its own ``--help`` flag.  Ours are all ``str`` or ``bool`` (``-n``
+    is converted by hand), for which Typer's own pass-through coercion is exact, so
+    use that for those two types.  Best effort: if Typer's internals change,
+    nothing is replaced and parsing is merely slower."""
+    try:
+        from typer import core
+        from typer._coercion import PassThroughRuntimeParam
+    except ImportError:  # pragma: no cover - other Typer versions
+        return
+    original: Any = getattr(core, "build_runtime_param", None)
+    if original is None or getattr(original, "_xmpp_tool", False):  # pragma: no cover
+        return
+
+    def build_runtime_param(descriptor: Any) -> Any:
+        if getattr(descriptor, "annotation", None) in (str, bool):
+            return PassThroughRuntimeParam(
+                annotation=descriptor.annotation, parameter_info=descriptor.parameter_info
+            )
+        return original(descriptor)
+
+    build_runtime_param._xmpp_tool = True  # type: ignore[attr-defined]
+    core.build_runtime_param = build_runtime_param  # type: ignore[attr-defined]
+
+
+def _click_command() -> Any:
+    global _command
+    if _command is None:
+        _skip_pydantic()
+        _command = typer.main.get_command(app)
+    return _command
+
+
+def parse(argv: list[str]) -> Request | int:
+    """Parse ``argv`` (without the program name).
+
+    Returns the request, or an exit status when Typer already handled everything
+    (``--help``, ``--version``).  Raises :class:`ToolError` (64) on usage errors.
+    """
+    from typer._click import exceptions as click_exc  # Typer ≥ 0.29 vendors Click
+
+    state: dict[str, object] = {}
+    try:
+        rv = _click_command().main(
+            args=list(argv), prog_name=PROG, standalone_mode=False, obj=state
+        )
+    except click_exc.NoArgsIsHelpError:
+        raise errors.usage("missing command (send or unread); see xmpp-tool --help") from None
+    except click_exc.ClickException as exc:
+        raise errors.usage(f"{exc.format_message()} (see {PROG} --help)") from None
+    except typer.Abort:
+        raise errors.usage("aborted") from None
+    request = state.get("request")
+    if isinstance(request, SendRequest | UnreadRequest):
+        return request
+    if isinstance(rv, int):
+        return rv
+    return int(Exit.OK)
+
+
+# ---------------------------------------------------------------------- running
+
+
+class _NoTracebackFormatter(logging.Formatter):
+    """-v output: one line per record, never a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return errors.one_line(super().format(record))
+
+
+class _NoStanzaDumps(logging.Filter):
+    """slixmpp logs raw stanzas (SEND:/RECV:) at DEBUG — they carry SASL data. Never show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("SEND", "RECV", "NOT SENT"))
+
+
+def setup_logging(opts: CliOptions, stderr: TextIO) -> None:
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(_NoTracebackFormatter(f"{PROG}: %(relativeCreated)6.0fms %(message)s"))
+    handler.addFilter(_NoStanzaDumps())
+    ours = logging.getLogger("xmpp_tool")
+    ours.handlers[:] = [handler]
+    ours.propagate = False
+    ours.setLevel(logging.INFO if opts.verbose else logging.WARNING if not opts.quiet else
+                  logging.ERROR)
+    lib = logging.getLogger("slixmpp")
+    lib.handlers[:] = [handler] if opts.verbose else [logging.NullHandler()]
+    lib.propagate = False
+    # slixmpp's INFO lines are safe; its DEBUG lines include raw stanzas (filtered anyway).
+    lib.setLevel(logging.INFO if opts.verbose else logging.CRITICAL + 1)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+
+
+def read_body(message: str | None, stdin: BinaryIO) -> str:
+    from .send import check_body, decode_body
+
+    if message is None or message == "-":
+        data = stdin.read(MAX_BODY + 1)
+        if len(data) > MAX_BODY:
+            raise errors.dataerr(f"message body larger than {MAX_BODY} bytes")
+        return decode_body(data.rstrip(b"\r\n"))
+    try:
+        raw = message.encode("utf-8")
+    except UnicodeEncodeError:
+        # argv bytes that were not UTF-8 arrive as surrogate escapes
+        raise errors.dataerr("message body is not valid UTF-8") from None
+    if len(raw) > MAX_BODY:
+        raise errors.dataerr(f"message body larger than {MAX_BODY} bytes")
+    return check_body(message)
+
+
+def _execute(request: Request, stdin: BinaryIO, stdout: BinaryIO) -> int:
+    from . import config, password
+
+    settings = config.resolve(request.opts)
+    log = logging.getLogger("xmpp_tool")
+    if isinstance(request, SendRequest):
+        body = read_body(request.message, stdin)
+        from .session import jid_or_error
+
+        jid_or_error(request.recipient, "recipient JID")
+        jid_or_error(settings.jid, "account JID")
+        secret, source = password.get_password(settings)
+        log.info("password from %s", source)
+        from .send import send
+
+        send(settings, secret, request.recipient, body)
+        return int(Exit.OK)
+
+    from .session import jid_or_error
+    from .unread import unread
+
+    jid_or_error(settings.jid, "account JID")
+    secret, source = password.get_password(settings)
+    log.info("password from %s", source)
+    unread(
+        settings,
+        secret,
+        stdout,
+        as_json=request.opts.json,
+        count_only=request.count,
+        mark=request.mark,
+        limit=request.limit,
+    )
+    return int(Exit.OK)
+
+
+def run(
+    argv: list[str] | None = None,
+    *,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Parse and execute; return the exit status (never raises, never a traceback)."""
+    argv = sys.argv[1:] if argv is None else argv
+    err = sys.stderr if stderr is None else stderr
+    try:
+        try:
+            request = parse(argv)
+            if isinstance(request, int):
+                return request
+            setup_logging(request.opts, err)
+            return _execute(
+                request,
+                sys.stdin.buffer if stdin is None else stdin,
+                sys.stdout.buffer if stdout is None else stdout,
+            )
+        except ToolError as exc:
+            print(f"{PROG}: {exc.message}", file=err)
+            return int(exc.code)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=err)
+            return 130
+        except BrokenPipeError:
+            return int(Exit.OK)
+        except Exception as exc:  # a bug: still one line, never a traceback
+            text = errors.one_line(f"{type(exc).__name__}: {exc}")
+            print(f"{PROG}: internal error: {text}", file=err)
+            return INTERNAL_ERROR
+    finally:
+        try:
+            err.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def main() -> None:
+    """Console-script entry point."""
+    code = run()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    sys.exit(code)

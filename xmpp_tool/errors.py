@@ -1,0 +1,78 @@
+"""Exit codes (sysexits.h values) and the one exception type the CLI reports.
+
+Every failure becomes one line on standard error and one of these codes; the
+table is repeated in ``--help`` and in the README.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    OK = 0  # also "no unread messages"
+    USAGE = 64  # EX_USAGE: bad command line
+    DATAERR = 65  # EX_DATAERR: invalid JID, body not UTF-8, empty body
+    UNAVAILABLE = 69  # EX_UNAVAILABLE: server unreachable
+    TEMPFAIL = 75  # EX_TEMPFAIL: timeout, stanza not acknowledged
+    PROTOCOL = 76  # EX_PROTOCOL: server refused (error stanza, missing feature)
+    NOPERM = 77  # EX_NOPERM: authentication or certificate failure
+    CONFIG = 78  # EX_CONFIG: configuration error
+
+
+#: The documented exit codes with their meaning, in the order of the table.
+EXIT_CODES: dict[int, str] = {
+    Exit.OK: "success (also: no unread messages)",
+    Exit.USAGE: "usage error (bad option, missing operand)",
+    Exit.DATAERR: "bad data (invalid JID, body not UTF-8, empty body)",
+    Exit.UNAVAILABLE: "server unreachable",
+    Exit.TEMPFAIL: "timeout, message not acknowledged by the server",
+    Exit.PROTOCOL: "server refused (error stanza, missing feature)",
+    Exit.NOPERM: "authentication or certificate failure",
+    Exit.CONFIG: "configuration error (config file, password source)",
+}
+
+
+class ToolError(Exception):
+    """A failure with its exit code and a one-line, secret-free message."""
+
+    def __init__(self, code: Exit, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = one_line(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def one_line(text: str) -> str:
+    """Collapse any message to a single line (errors are one line, always)."""
+    return " ".join(str(text).split())
+
+
+def usage(message: str) -> ToolError:
+    return ToolError(Exit.USAGE, message)
+
+
+def dataerr(message: str) -> ToolError:
+    return ToolError(Exit.DATAERR, message)
+
+
+def unavailable(message: str) -> ToolError:
+    return ToolError(Exit.UNAVAILABLE, message)
+
+
+def tempfail(message: str) -> ToolError:
+    return ToolError(Exit.TEMPFAIL, message)
+
+
+def protocol(message: str) -> ToolError:
+    return ToolError(Exit.PROTOCOL, message)
+
+
+def noperm(message: str) -> ToolError:
+    return ToolError(Exit.NOPERM, message)
+
+
+def config(message: str) -> ToolError:
+    return ToolError(Exit.CONFIG, message)

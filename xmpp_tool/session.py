@@ -1,0 +1,356 @@
+"""One authenticated XMPP client stream (slixmpp), set up to fail fast and safely.
+
+- TLS is always verified: the system store, a CA file (``-C``/``cafile``, which then
+  replaces the system store), or a SHA-256 pin of the server certificate.
+- STARTTLS by default (``enable_direct_tls = False``: slixmpp would otherwise try
+  direct TLS first on the STARTTLS port); direct TLS (XEP-0368) with ``-t``.
+- SCRAM is preferred; PLAIN is only used inside TLS (slixmpp refuses both SCRAM and
+  PLAIN on an unencrypted stream, so a server that drops STARTTLS gets no password).
+- No presence, no roster, no disco unless an action asks for it.
+- slixmpp reports most failures as events, not exceptions (a wrong certificate
+  only emits ``ssl_invalid_chain`` and the session never starts); they are turned
+  into a :class:`~xmpp_tool.errors.ToolError` with the right exit code at once.
+
+slixmpp is imported lazily (here, not in the CLI) so ``--help`` and usage errors stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import errors
+from .config import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from slixmpp import ClientXMPP
+
+log = logging.getLogger("xmpp_tool")
+T = TypeVar("T")
+
+#: SASL mechanisms we accept, best first by slixmpp's own scoring (SCRAM > PLAIN).
+#: DIGEST-MD5/CRAM-MD5/ANONYMOUS/X-OAUTH2 are never used.
+SASL_MECHS = {
+    "SCRAM-SHA-512-PLUS",
+    "SCRAM-SHA-512",
+    "SCRAM-SHA-256-PLUS",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-1",
+    "PLAIN",
+}
+
+
+_prepared = False
+
+
+def prepare_slixmpp() -> None:
+    """Import slixmpp once, with two speed fixes for a short-lived client.
+
+    - slixmpp.xmlstream.tostring imports pygments at import time when it is
+      installed (Typer pulls it in via rich) only to colour debug dumps we never
+      show: hide it for that import (~30 ms).
+    - slixmpp's SCRAM ``Hi()`` is a pure-Python PBKDF2 loop (0.1-0.3 s for
+      prosody's 10000 iterations on this machine); ``hashlib.pbkdf2_hmac`` computes
+      exactly Hi() (RFC 5802 defines Hi as PBKDF2 with HMAC) in C.
+    """
+    global _prepared
+    if _prepared:
+        return
+    import sys
+
+    blocked = "pygments" not in sys.modules
+    if blocked:
+        sys.modules["pygments"] = None  # type: ignore[assignment]
+    try:
+        import slixmpp  # noqa: F401
+        from slixmpp.util.sasl import mechanisms
+    finally:
+        if blocked:
+            del sys.modules["pygments"]
+
+    def hi(self: Any, text: Any, salt: bytes, iterations: int) -> bytes:
+        return hashlib.pbkdf2_hmac(self.hash().name, bytes(text), salt, iterations)
+
+    if hasattr(mechanisms, "SCRAM") and hasattr(mechanisms.SCRAM, "Hi"):
+        mechanisms.SCRAM.Hi = hi  # type: ignore[method-assign]
+    _prepared = True
+
+
+def jid_or_error(value: str, what: str) -> Any:
+    """Parse a JID with slixmpp's parser; invalid -> exit 65 naming ``what``."""
+    prepare_slixmpp()
+    from slixmpp.jid import JID, InvalidJID
+
+    try:
+        jid = JID(value)
+    except InvalidJID as exc:
+        raise errors.dataerr(f"invalid {what} {value!r}: {exc}") from None
+    except Exception as exc:  # the Rust JID parser raises other types on odd input
+        raise errors.dataerr(f"invalid {what} {value!r}: {exc}") from None
+    if not jid.domain:
+        raise errors.dataerr(f"invalid {what} {value!r}: no domain")
+    return jid
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context: verified against the system store or ``cafile``; with a
+    fingerprint pin the chain is not checked but the certificate's SHA-256 is
+    (see :meth:`Session._check_pin`), before anything is sent over it."""
+    if settings.fingerprint:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    try:
+        if settings.cafile is not None:
+            ctx = ssl.create_default_context(cafile=str(settings.cafile))
+        else:
+            ctx = ssl.create_default_context()
+    except (ssl.SSLError, OSError) as exc:
+        raise errors.config(f"cannot load CA file {settings.cafile}: {exc}") from None
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _cert_reason(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return exc.verify_message or str(exc)
+    return str(exc) if exc else "unknown error"
+
+
+class Session:
+    """Connect, authenticate and bind; then ``client`` is ready for stanzas."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        password: str,
+        plugins: Iterable[str],
+        plugin_config: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        prepare_slixmpp()
+        import slixmpp
+
+        self.settings = settings
+        self.jid = jid_or_error(settings.jid, "account JID")
+        if not self.jid.user:
+            raise errors.dataerr(f"invalid account JID {settings.jid!r}: no user part")
+        self.loop = asyncio.get_running_loop()
+        self.failure: asyncio.Future[errors.ToolError] = self.loop.create_future()
+        self.negotiated: asyncio.Future[None] = self.loop.create_future()
+        self._last_connect_error: BaseException | str | None = None
+        self._closing = False
+
+        config: dict[str, dict[str, Any]] = {
+            "feature_mechanisms": {"use_mechs": set(SASL_MECHS)},
+        }
+        config.update(plugin_config or {})
+        client = slixmpp.ClientXMPP(self.jid.bare, password, plugin_config=config)
+        self.client: ClientXMPP = client
+        client.ssl_context = tls_context(settings)
+        client.enable_plaintext = False
+        client.enable_direct_tls = settings.direct_tls
+        client.enable_starttls = not settings.direct_tls
+        if settings.direct_tls:
+            client.default_port = 5223
+        client.whitespace_keepalive = False
+        client.max_redirects = -1  # never follow see-other-host (it would change the TLS name)
+        for name in plugins:
+            client.register_plugin(name)
+
+        client.add_event_handler("connection_failed", self._on_connection_failed)
+        client.add_event_handler("reconnect_delay", self._on_reconnect_delay)
+        client.add_event_handler("ssl_invalid_chain", self._on_invalid_chain)
+        client.add_event_handler("ssl_cert", self._check_pin)
+        client.add_event_handler("tls_success", lambda _e: log.info("TLS established"))
+        client.add_event_handler("failed_auth", self._on_failed_auth)
+        client.add_event_handler("no_auth", self._on_no_auth)
+        client.add_event_handler("auth_success", self._on_auth_success)
+        client.add_event_handler("stream_error", self._on_stream_error)
+        client.add_event_handler("disconnected", self._on_closed)
+        client.add_event_handler("stream_negotiated", self._on_negotiated)
+
+    # ------------------------------------------------------------------ failures
+
+    def fail(self, err: errors.ToolError) -> None:
+        """Record the first failure and drop the connection."""
+        if not self.failure.done():
+            log.debug("failing: %s", err.message)
+            self.failure.set_result(err)
+        if self.client.transport is not None:
+            self.client.abort()
+        self.client.cancel_connection_attempt()
+
+    def _tls_failure(self, error: BaseException) -> errors.ToolError:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return errors.noperm(f"TLS certificate verification failed: {_cert_reason(error)}")
+        reason = getattr(error, "reason", None) or str(error)
+        hint = " (STARTTLS port given with -t?)" if self.settings.direct_tls else ""
+        return errors.unavailable(f"TLS handshake with {self._where()} failed: {reason}{hint}")
+
+    def _on_connection_failed(self, error: Any) -> None:
+        log.info("connection attempt failed: %s", error)
+        if isinstance(error, ssl.SSLError):
+            # direct TLS: the certificate check happens inside the connect
+            self.fail(self._tls_failure(error))
+            return
+        self._last_connect_error = error
+
+    def _on_reconnect_delay(self, _delay: Any) -> None:
+        # slixmpp retries forever with back-off once every address failed; we don't.
+        err = self._last_connect_error
+        where = self._where()
+        if isinstance(err, OSError) and err.strerror:
+            reason = err.strerror
+        else:
+            reason = str(err) if err else "connection failed"
+        self.fail(errors.unavailable(f"cannot connect to {where}: {reason}"))
+
+    def _on_invalid_chain(self, exc: Any) -> None:
+        if isinstance(exc, ssl.SSLError):
+            self.fail(self._tls_failure(exc))
+        else:
+            self.fail(errors.noperm(f"TLS certificate verification failed: {exc}"))
+
+    def _check_pin(self, pem: str) -> None:
+        log.info("TLS certificate received")
+        pin = self.settings.fingerprint
+        if not pin:
+            return
+        digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+        if digest != pin:
+            self.fail(
+                errors.noperm(
+                    "TLS certificate does not match the configured fingerprint "
+                    f"(server's is sha256:{digest})"
+                )
+            )
+        else:
+            log.info("TLS certificate matches the pinned fingerprint")
+
+    def _on_failed_auth(self, stanza: Any) -> None:
+        cond = stanza["condition"] or "failure"
+        text = stanza["text"]
+        msg = f"authentication failed for {self.jid.bare}: {cond}"
+        if text:
+            msg += f" ({text})"
+        self.fail(errors.noperm(msg))
+
+    def _on_no_auth(self, _e: Any) -> None:
+        self.fail(
+            errors.noperm(
+                "no acceptable authentication: SCRAM, or PLAIN inside TLS, is required"
+            )
+        )
+
+    def _on_auth_success(self, _e: Any) -> None:
+        mech = self.client.plugin["feature_mechanisms"].mech
+        log.info("authenticated as %s (%s)", self.jid.bare, getattr(mech, "name", "?"))
+
+    def _on_stream_error(self, error: Any) -> None:
+        cond = error["condition"] or "undefined-condition"
+        text = error["text"]
+        msg = f"server closed the stream: {cond}" + (f" ({text})" if text else "")
+        self.fail(errors.protocol(msg))
+
+    def _on_closed(self, reason: Any) -> None:
+        if self._closing:
+            return
+        if isinstance(reason, ssl.SSLError):
+            # STARTTLS: the handshake error surfaces as the connection's loss,
+            # before slixmpp's own ssl_invalid_chain event
+            self.fail(self._tls_failure(reason))
+        elif not self.negotiated.done():
+            self.fail(errors.unavailable(f"connection to {self._where()} closed during login"))
+        else:
+            self.fail(errors.tempfail("connection closed by the server"))
+
+    def _on_negotiated(self, _e: Any) -> None:
+        if not self.negotiated.done():
+            self.negotiated.set_result(None)
+
+    def _where(self) -> str:
+        s = self.settings
+        if s.host:
+            host = f"[{s.host}]" if ":" in s.host else s.host
+            return f"{host}:{s.port or self.client.default_port}"
+        return f"{self.jid.domain} (DNS SRV, then the domain)"
+
+    # ------------------------------------------------------------------ running
+
+    async def guard(self, aw: Awaitable[T], what: str, timeout: float | None = None) -> T:
+        """Await ``aw`` but give up on a session failure or after ``timeout``."""
+        from slixmpp.exceptions import IqError, IqTimeout
+
+        task: asyncio.Future[T] = asyncio.ensure_future(aw)
+        timeout = self.settings.timeout if timeout is None else timeout
+        waiting: set[asyncio.Future[Any]] = {task, self.failure}
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            try:
+                return task.result()
+            except IqError as exc:
+                cond = exc.iq["error"]["condition"] or "undefined-condition"
+                text = exc.iq["error"]["text"]
+                raise errors.protocol(
+                    f"{what}: server answered {cond}" + (f" ({text})" if text else "")
+                ) from None
+            except IqTimeout:
+                raise errors.tempfail(f"{what}: no answer from the server") from None
+        task.cancel()
+        if self.failure.done():
+            raise self.failure.result()
+        raise errors.tempfail(f"{what}: timed out after {timeout:g} s")
+
+    async def start(self) -> None:
+        s = self.settings
+        log.info(
+            "connecting to %s with %s as %s",
+            self._where(),
+            "direct TLS" if s.direct_tls else "STARTTLS",
+            self.jid.bare,
+        )
+        self.client.connect(host=s.host, port=s.port or self.client.default_port)
+        await self.guard(self.negotiated, "login")
+        if not self.client.authenticated:  # the server offered no SASL at all
+            raise errors.noperm("not authenticated")
+        log.info("session started as %s", self.client.boundjid)
+
+    async def close(self) -> None:
+        """Close the stream politely, briefly waiting for the server's close."""
+        self._closing = True
+        client = self.client
+        if client.transport is None:
+            return
+        try:
+            await asyncio.wait_for(client.disconnect(wait=1.0), 2.0)
+        except (TimeoutError, OSError):
+            client.abort()
+        except Exception as exc:  # closing must never raise
+            log.debug("close: %s", exc)
+            client.abort()
+
+
+def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Never let asyncio print "Task exception was never retrieved" tracebacks."""
+
+    def handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        log.debug("asyncio: %s", context.get("message") or context.get("exception"))
+
+    loop.set_exception_handler(handler)
+
+
+def run(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    """Run an action on a fresh event loop, silencing asyncio's stray reports."""
+
+    async def main() -> T:
+        quiet_loop_errors(asyncio.get_running_loop())
+        return await coro_factory()
+
+    return asyncio.run(main())
