@@ -1,0 +1,3 @@
+# First (seed) node of the cluster: users are registered here once.
+ejabberd:
+  node: ejabberd@ejabberd1

@@ -1,0 +1,3 @@
+# Second node: joins ejabberd@ejabberd1 (the first of lab:cluster:ejabberd).
+ejabberd:
+  node: ejabberd@ejabberd2

@@ -1,0 +1,3 @@
+# Role: haproxy in TCP mode in front of lab:cluster:ejabberd (5222, 5223, send-proxy).
+roles:
+  - haproxy

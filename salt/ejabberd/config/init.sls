@@ -1,0 +1,76 @@
+{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+include:
+  - ejabberd.package
+  - labtls.certificates
+
+ejabberd-config-node-name-and-distribution:
+  file.managed:
+    - name: {{ ejabberd.ctl_config_file }}
+    - source: salt://ejabberd/files/ejabberdctl.cfg.jinja
+    - template: jinja
+    - context:
+        ejabberd: {{ ejabberd | json }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - pkg: ejabberd-package-installed
+
+ejabberd-config-erlang-cookie:
+  file.managed:
+    - name: {{ ejabberd.cookie_file }}
+    - contents_pillar: ejabberd:cookie
+    - contents_newline: False
+    - user: {{ ejabberd.user }}
+    - group: {{ ejabberd.group }}
+    - mode: '0400'
+    - show_changes: False
+    - require:
+      - pkg: ejabberd-package-installed
+
+ejabberd-config-user-may-read-tls-key:
+  group.present:
+    - name: {{ ejabberd.key_group }}
+    - addusers:
+      - {{ ejabberd.user }}
+    - require:
+      - pkg: ejabberd-package-installed
+      - pkg: labtls-package-tools-installed
+
+ejabberd-config-file-managed:
+  file.managed:
+    - name: {{ ejabberd.config_file }}
+    - source: salt://ejabberd/files/ejabberd.yml.jinja
+    - template: jinja
+    - context:
+        ejabberd: {{ ejabberd | json }}
+    - user: root
+    - group: {{ ejabberd.group }}
+    - mode: '0640'
+    - require:
+      - pkg: ejabberd-package-installed
+
+ejabberd-config-systemd-dropin-plain-service:
+  file.managed:
+    - name: {{ ejabberd.systemd_dropin }}
+    - source: salt://ejabberd/files/ejabberd-systemd.conf.jinja
+    - template: jinja
+    - makedirs: True
+    - mode: '0644'
+
+ejabberd-config-epmd-socket-loopback-only:
+  file.managed:
+    - name: {{ ejabberd.epmd_dropin }}
+    - source: salt://ejabberd/files/epmd-socket.conf.jinja
+    - template: jinja
+    - context:
+        ejabberd: {{ ejabberd | json }}
+    - makedirs: True
+    - mode: '0644'
+
+ejabberd-config-systemd-reloaded:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: ejabberd-config-systemd-dropin-plain-service
+      - file: ejabberd-config-epmd-socket-loopback-only

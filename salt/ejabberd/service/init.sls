@@ -1,0 +1,39 @@
+{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- set api_up = ejabberd.curl ~ " -o /dev/null -d '{}' " ~ ejabberd.api ~ "/status" %}
+include:
+  - ejabberd.config
+  - labtls.certificates
+
+{#- A changed epmd socket only takes effect after the socket is re-created; ejabberd
+    (which requires epmd) is started again right below. #}
+ejabberd-service-epmd-socket-rebound:
+  cmd.run:
+    - name: systemctl stop epmd.service epmd.socket && systemctl start epmd.socket
+    - onchanges:
+      - file: ejabberd-config-epmd-socket-loopback-only
+    - require:
+      - cmd: ejabberd-config-systemd-reloaded
+
+ejabberd-service-running:
+  service.running:
+    - name: {{ ejabberd.service }}
+    - enable: True
+    - require:
+      - cmd: ejabberd-config-systemd-reloaded
+      - cmd: ejabberd-service-epmd-socket-rebound
+      - file: ejabberd-package-daemon-start-unblocked
+    - watch:
+      - file: ejabberd-config-node-name-and-distribution
+      - file: ejabberd-config-erlang-cookie
+      - file: ejabberd-config-file-managed
+      - file: ejabberd-config-systemd-dropin-plain-service
+      - group: ejabberd-config-user-may-read-tls-key
+      - x509: labtls-{{ ejabberd.domain }}-private-key-generated
+      - x509: labtls-{{ ejabberd.domain }}-certificate-signed-by-lab-ca
+
+ejabberd-service-node-started:
+  cmd.run:
+    - name: {{ ('ejabberdctl started && ' ~ api_up) | json }}
+    - unless: {{ api_up | json }}
+    - require:
+      - service: ejabberd-service-running

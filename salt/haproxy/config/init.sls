@@ -1,0 +1,17 @@
+{%- from 'haproxy/map.jinja' import haproxy with context %}
+include:
+  - haproxy.package
+
+haproxy-config-tcp-passthrough-to-cluster:
+  file.managed:
+    - name: {{ haproxy.config_file }}
+    - source: salt://haproxy/files/haproxy.cfg.jinja
+    - template: jinja
+    - context:
+        haproxy: {{ haproxy | json }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - check_cmd: haproxy -c -f
+    - require:
+      - pkg: haproxy-package-installed

@@ -1,0 +1,7 @@
+{%- from 'haproxy/map.jinja' import haproxy with context %}
+
+haproxy-package-installed:
+  pkg.installed:
+    - pkgs: {{ haproxy.pkgs | json }}
+    - refresh: False
+    - install_recommends: False

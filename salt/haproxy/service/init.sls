@@ -1,0 +1,11 @@
+{%- from 'haproxy/map.jinja' import haproxy with context %}
+include:
+  - haproxy.config
+
+haproxy-service-running:
+  service.running:
+    - name: {{ haproxy.service }}
+    - enable: True
+    - reload: True
+    - watch:
+      - file: haproxy-config-tcp-passthrough-to-cluster

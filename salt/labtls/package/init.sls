@@ -1,0 +1,7 @@
+{%- from 'labtls/map.jinja' import labtls with context %}
+
+labtls-package-tools-installed:
+  pkg.installed:
+    - pkgs: {{ labtls.pkgs | json }}
+    - refresh: False
+    - install_recommends: False

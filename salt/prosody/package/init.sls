@@ -1,0 +1,7 @@
+{%- from 'prosody/map.jinja' import prosody with context %}
+
+prosody-package-server-and-sql-driver-installed:
+  pkg.installed:
+    - pkgs: {{ prosody.pkgs | json }}
+    - refresh: False
+    - install_recommends: False

@@ -1,0 +1,41 @@
+{#- Users from pillar, registered idempotently. The password reaches prosodyctl on
+    stdin only (never argv, never logged). A marker with a SHA-256 of jid+password
+    lets a rotated password (lab/secrets.py --rotate) be set again; the account
+    itself is checked in the SQL store, so a lost account is re-created. #}
+{%- from 'prosody/map.jinja' import prosody with context %}
+include:
+  - prosody.service
+{%- if 'mariadb' in salt['pillar.get']('roles', []) or salt['pillar.get']('mariadb:databases:' ~ prosody.sql.database) %}
+  - mariadb.database
+{%- endif %}
+
+prosody-users-marker-directory-present:
+  file.directory:
+    - name: {{ prosody.marker_dir }}
+    - user: root
+    - group: root
+    - mode: '0700'
+    - require:
+      - pkg: prosody-package-server-and-sql-driver-installed
+{%- for name, user in prosody.users | dictsort %}
+{%-   set jid = name ~ '@' ~ prosody.domain %}
+{%-   set digest = salt['hashutil.sha256_digest'](jid ~ ':' ~ user.password) %}
+{%-   set marker = prosody.marker_dir ~ '/' ~ jid %}
+{%-   set sql = "SELECT COUNT(*) FROM prosody WHERE host='" ~ prosody.domain ~ "' AND user='" ~ name ~ "' AND store='accounts'" %}
+{%-   set exists = 'test "$(mariadb -NB ' ~ prosody.sql.database ~ ' -e "' ~ sql ~ '" 2>/dev/null)" -gt 0' %}
+
+prosody-user-{{ jid }}-registered:
+  cmd.run:
+    - name: >-
+        if {{ exists }}; then prosodyctl passwd {{ jid }}; else prosodyctl adduser {{ jid }}; fi
+        >/dev/null && {{ exists }} && echo {{ digest }} > {{ marker }}
+    - stdin: {{ (user.password ~ '\n' ~ user.password ~ '\n') | json }}
+    - output_loglevel: quiet
+    - unless: {{ (exists ~ ' && grep -qx ' ~ digest ~ ' ' ~ marker) | json }}
+    - require:
+      - service: prosody-service-running
+      - file: prosody-users-marker-directory-present
+{%-   if salt['pillar.get']('mariadb:users:' ~ prosody.sql.username) %}
+      - mysql_grants: mariadb-user-{{ prosody.sql.username }}-granted-all-privileges-on-{{ prosody.sql.database }}
+{%-   endif %}
+{%- endfor %}

@@ -1,0 +1,377 @@
+"""Cheap gates for the Salt tree, run on the host before any machine boots.
+
+- `salt-lint` over every sls;
+- `state.show_highstate` for every lab machine (minion id) with a freshly generated
+  state dir, for Debian 12 and Debian 13 grains;
+- `state.apply mock=True` for the same (catches missing requisites);
+- a probe that renders the formulas' maps and config templates per release;
+- the secret generator (lab/secrets.py): idempotent, modes, rotation, overrides.
+
+Salt comes from `.cache/salt-venv` (tests/setup.d/20-salt.sh). The minion config is
+lab/minion with its /srv/xmpp-tool paths pointed at this checkout and a temp dir.
+Nothing here needs root or touches the host's system: mock mode does not call state
+functions (only read-only unless/onlyif probes run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".cache" / "salt-venv" / "bin"
+SALT_CALL = VENV / "salt-call"
+SALT_LINT = VENV / "salt-lint"
+SECRETS = ROOT / "lab" / "secrets.py"
+MACHINES = ("prosody", "ejabberd1", "ejabberd2", "lb")
+RELEASES: dict[str, dict[str, Any]] = {
+    "debian12": {
+        "os": "Debian", "os_family": "Debian", "osfinger": "Debian-12",
+        "osrelease": "12", "osmajorrelease": 12, "oscodename": "bookworm",
+    },
+    "debian13": {
+        "os": "Debian", "os_family": "Debian", "osfinger": "Debian-13",
+        "osrelease": "13", "osmajorrelease": 13, "oscodename": "trixie",
+    },
+}
+
+# State IDs each machine must have (and, by role, must not have).
+EXPECTED = {
+    "prosody": {
+        "lab-apt-package-lists-refreshed", "labtls-ca-certificate-trusted",
+        "labtls-prosody.test-certificate-signed-by-lab-ca",
+        "mariadb-config-bound-to-loopback", "mariadb-database-prosody-present",
+        "mariadb-user-prosody-present",
+        "mariadb-user-prosody-granted-all-privileges-on-prosody",
+        "prosody-config-file-managed", "prosody-service-running",
+        "prosody-user-alice@prosody.test-registered",
+        "prosody-user-bob@prosody.test-registered",
+    },
+    "ejabberd1": {
+        "ejabberd-package-daemon-start-blocked-during-install",
+        "ejabberd-config-systemd-dropin-plain-service", "ejabberd-config-systemd-reloaded",
+        "ejabberd-config-erlang-cookie", "ejabberd-service-running",
+        "labtls-ejabberd.test-certificate-signed-by-lab-ca",
+        "ejabberd-cluster-seed-or-single-node",
+        "ejabberd-user-alice@ejabberd.test-registered",
+        "ejabberd-user-bob@ejabberd.test-registered",
+    },
+    "ejabberd2": {
+        "ejabberd-service-running", "ejabberd-cluster-joined-ejabberd@ejabberd1",
+    },
+    "lb": {"haproxy-config-tcp-passthrough-to-cluster", "haproxy-service-running"},
+}
+FORBIDDEN_PREFIXES = {
+    "prosody": ("ejabberd-", "haproxy-"),
+    "ejabberd1": ("prosody-", "mariadb-", "haproxy-"),
+    # Users are registered once, on the seed; the second node gets them by Mnesia.
+    "ejabberd2": ("prosody-", "mariadb-", "haproxy-", "ejabberd-user-"),
+    "lb": ("prosody-", "mariadb-", "ejabberd-", "labtls-"),
+}
+
+PROBE = """\
+{%- from 'prosody/map.jinja' import prosody with context %}
+{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- from 'haproxy/map.jinja' import haproxy with context %}
+{%- from 'mariadb/map.jinja' import mariadb with context %}
+{%- set r = salt['slsutil.renderer'] %}
+{%- set out = {
+  'prosody': prosody, 'ejabberd': ejabberd, 'haproxy': haproxy,
+  'prosody_cfg': r(path='salt://prosody/files/prosody.cfg.lua.jinja',
+                   default_renderer='jinja', prosody=prosody),
+  'ejabberd_yml': r(path='salt://ejabberd/files/ejabberd.yml.jinja',
+                    default_renderer='jinja', ejabberd=ejabberd),
+  'ejabberdctl_cfg': r(path='salt://ejabberd/files/ejabberdctl.cfg.jinja',
+                       default_renderer='jinja', ejabberd=ejabberd),
+  'epmd_socket': r(path='salt://ejabberd/files/epmd-socket.conf.jinja',
+                   default_renderer='jinja', ejabberd=ejabberd),
+  'haproxy_cfg': r(path='salt://haproxy/files/haproxy.cfg.jinja',
+                   default_renderer='jinja', haproxy=haproxy),
+  'mariadb_cnf': r(path='salt://mariadb/files/server.cnf.jinja',
+                   default_renderer='jinja', mariadb=mariadb),
+} %}
+gate-probe:
+  test.nop:
+    - name: {{ out | json | json }}
+"""
+
+pytestmark = pytest.mark.skipif(
+    not SALT_CALL.exists(), reason="no Salt venv: run bash tests/setup.d/20-salt.sh"
+)
+
+
+def run_secrets(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SECRETS), "--state-dir", str(state_dir), *args],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("salt-gates")
+    state = work / "state"
+    proc = run_secrets(state)
+    assert proc.returncode == 0, proc.stderr
+    probe_root = work / "probe"
+    probe_root.mkdir()
+    (probe_root / "gate_probe.sls").write_text(PROBE)
+    return work
+
+
+def config_dir(work: Path, release: str, machine: str, kind: str) -> Path:
+    """lab/minion with /srv/xmpp-tool pointed at the checkout, Salt's dirs in tmp.
+
+    One per run: concurrent salt-calls must not share caches."""
+    conf = work / f"conf-{kind}-{release}-{machine}"
+    conf.mkdir()
+    text = (ROOT / "lab" / "minion").read_text()
+    text = text.replace("/srv/xmpp-tool/lab/state", str(work / "state"))
+    text = text.replace("/srv/xmpp-tool", str(ROOT))
+    lines = []
+    for line in text.splitlines():
+        key = line.split(":", 1)[0]
+        if key in {"root_dir", "cachedir", "pki_dir", "log_file"}:
+            continue
+        lines.append(line)
+        if line.strip() == f"- {ROOT}/salt":
+            lines.append(f"    - {work / 'probe'}")
+    run = conf / "run"
+    lines += [
+        f"root_dir: {run}",
+        f"cachedir: {run / 'cache'}",
+        f"pki_dir: {run / 'pki'}",
+        f"log_file: {run / 'minion.log'}",
+        f"sock_dir: {run / 'sock'}",
+        "grains:",
+        *(f"  {k}: {json.dumps(v)}" for k, v in RELEASES[release].items()),
+    ]
+    (conf / "minion").write_text("\n".join(lines) + "\n")
+    return conf
+
+
+def salt_call(conf: Path, machine: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALT")}
+    return subprocess.run(
+        [str(SALT_CALL), "--local", f"--config-dir={conf}", f"--id={machine}",
+         "--out=json", "--log-level=quiet", "--retcode-passthrough", *args],
+        capture_output=True, text=True, check=False, timeout=300, env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def results(workdir: Path) -> dict[tuple[str, str, str], subprocess.CompletedProcess[str]]:
+    """Every salt-call of the gates, run concurrently (each ~4-10 s of Python startup)."""
+    jobs: list[tuple[str, str, str, tuple[str, ...]]] = []
+    for release in RELEASES:
+        for machine in MACHINES:
+            jobs.append(("highstate", release, machine, ("state.show_highstate",)))
+            jobs.append(("mock", release, machine, ("state.apply", "mock=True")))
+        jobs.append(("probe", release, "ejabberd2", ("state.show_sls", "gate_probe")))
+
+    def one(job: tuple[str, str, str, tuple[str, ...]]) -> subprocess.CompletedProcess[str]:
+        kind, release, machine, args = job
+        return salt_call(config_dir(workdir, release, machine, kind), machine, *args)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        outs = list(pool.map(one, jobs))
+    return {(k, r, m): out for (k, r, m, _), out in zip(jobs, outs, strict=True)}
+
+
+def parse(proc: subprocess.CompletedProcess[str]) -> Any:
+    tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"rc={proc.returncode}\n{tail}"
+    data = json.loads(proc.stdout)["local"]
+    assert isinstance(data, dict), f"render errors: {data}"
+    return data
+
+
+def test_salt_lint_is_clean() -> None:
+    sls = sorted(str(p) for p in (ROOT / "salt").rglob("*.sls"))
+    assert len(sls) >= 20
+    proc = subprocess.run([str(SALT_LINT), *sls], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("machine", MACHINES)
+def test_show_highstate_renders_the_role_of_each_machine(
+    results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
+    machine: str, release: str,
+) -> None:
+    states = parse(results[("highstate", release, machine)])
+    assert EXPECTED[machine] <= set(states), EXPECTED[machine] - set(states)
+    wrong = [s for s in states if s.startswith(FORBIDDEN_PREFIXES[machine])]
+    assert not wrong, f"{machine} got states of another role: {wrong}"
+    # Every cmd.run is bounded by unless/onlyif/creates/onchanges (re-apply = no change).
+    for sid, body in states.items():
+        for fun, args in body.items():
+            if fun.startswith("__") or "run" not in args or fun != "cmd":
+                continue
+            keys = {k for a in args if isinstance(a, dict) for k in a}
+            assert keys & {"unless", "onlyif", "creates", "onchanges"}, f"unbounded cmd.run {sid}"
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("machine", MACHINES)
+def test_mock_apply_succeeds_for_each_machine(
+    results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
+    machine: str, release: str,
+) -> None:
+    ret = parse(results[("mock", release, machine)])
+    highstate = parse(results[("highstate", release, machine)])
+    failed = {k: v.get("comment") for k, v in ret.items() if v.get("result") is False}
+    assert not failed
+    ran = {v["__id__"] for v in ret.values()}
+    assert EXPECTED[machine] <= ran
+    assert ran == set(highstate)
+
+
+def probe(results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
+          release: str) -> dict[str, Any]:
+    data = parse(results[("probe", release, "ejabberd2")])
+    name = data["gate-probe"]["test"][0]["name"]
+    out: dict[str, Any] = json.loads(name)
+    return out
+
+
+def test_prosody_release_differences(
+    results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
+) -> None:
+    p12, p13 = probe(results, "debian12"), probe(results, "debian13")
+    assert '"posix";' in p12["prosody_cfg"]  # 0.12 needs mod_posix
+    assert "posix" not in p13["prosody_cfg"]  # deprecated in 13
+    for cfg in (p12["prosody_cfg"], p13["prosody_cfg"]):
+        for needed in ('"mam";', '"pep";', '"smacks";', '"carbons";', '"offline";',
+                       '"ping";', '"disco";'):
+            assert needed in cfg
+        assert '"register";' not in cfg
+        assert "allow_registration = false" in cfg
+        assert "c2s_require_encryption = true" in cfg
+        assert "c2s_ports = { 5222 }" in cfg
+        assert "c2s_direct_tls_ports = { 5223 }" in cfg
+        assert "default_archive_policy = true" in cfg
+        assert 'storage = "sql"' in cfg and 'driver = "MySQL";' in cfg
+        assert 'VirtualHost "prosody.test"' in cfg
+
+
+def test_ejabberd_node_distribution_and_listeners(
+    results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
+) -> None:
+    for release, version in (("debian12", "23.01"), ("debian13", "24.12")):
+        p = probe(results, release)
+        assert p["ejabberd"]["version"] == version
+        ctl = p["ejabberdctl_cfg"]
+        assert "ERLANG_NODE=ejabberd@ejabberd2" in ctl
+        assert "ERL_DIST_PORT=4370" in ctl
+        assert "INET_DIST_INTERFACE=192.168.56.12" in ctl
+        assert "ListenStream=127.0.0.1:4369" in p["epmd_socket"]
+        assert p["ejabberd"]["seed"] == "ejabberd@ejabberd1"
+        yml = p["ejabberd_yml"]
+        assert yml.count("use_proxy_protocol: true") == 2
+        assert 'ip: "127.0.0.1"' in yml and "port: 5280" in yml
+        for module in ("mod_mam:", "mod_offline:", "mod_pubsub:", "mod_stream_mgmt:",
+                       "mod_carboncopy:", "mod_ping:", "default: always",
+                       '"urn:xmpp:mds:displayed:0":', "max_items:"):
+            assert module in yml
+
+
+def test_haproxy_and_mariadb_configs(
+    results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
+) -> None:
+    p = probe(results, "debian13")
+    cfg = p["haproxy_cfg"]
+    assert "mode tcp" in cfg
+    for port in (5222, 5223):
+        assert f"bind 0.0.0.0:{port}" in cfg
+        for node, addr in (("ejabberd1", "192.168.56.11"), ("ejabberd2", "192.168.56.12")):
+            assert f"server {node} {addr}:{port} check" in cfg
+    assert cfg.count("send-proxy check-send-proxy") == 4
+    assert "stats socket /run/haproxy/admin.sock" in cfg
+    assert "bind-address = 127.0.0.1" in p["mariadb_cnf"]
+
+
+# --- lab/secrets.py -------------------------------------------------------------------
+
+
+def read_json_sls(path: Path) -> dict[str, Any]:
+    lines = [ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    data: dict[str, Any] = json.loads("\n".join(lines))
+    return data
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "state"
+
+
+def test_secrets_generator_writes_pillar_ca_and_client_config(state_dir: Path) -> None:
+    assert run_secrets(state_dir).returncode == 0
+    mode = {n: stat.S_IMODE((state_dir / n).stat().st_mode)
+            for n in ("secrets.sls", "ca.crt", "client.toml")}
+    assert mode == {"secrets.sls": 0o600, "ca.crt": 0o644, "client.toml": 0o600}
+    data = read_json_sls(state_dir / "secrets.sls")
+    assert len(data["ejabberd"]["cookie"]) == 32
+    assert data["mariadb"]["users"]["prosody"]["password"] == data["prosody"]["sql"]["password"]
+    assert data["labtls"]["ca"]["cert"] == (state_dir / "ca.crt").read_text()
+    verify = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "basicConstraints", "-in", str(state_dir / "ca.crt")],
+        capture_output=True, text=True, check=True,
+    )
+    assert "CA:TRUE" in verify.stdout
+    with (state_dir / "client.toml").open("rb") as fh:
+        client = tomllib.load(fh)
+    assert client["default"] == "alice@prosody"
+    accounts = client["accounts"]
+    assert set(accounts) == {"alice@prosody", "bob@prosody", "alice@ejabberd", "bob@ejabberd"}
+    assert accounts["alice@prosody"]["server"] == "192.168.56.10:5222"
+    assert accounts["bob@ejabberd"]["server"] == "192.168.56.13:5222"  # through lb
+    assert accounts["bob@ejabberd"]["jid"] == "bob@ejabberd.test"
+    assert accounts["alice@prosody"]["password"] == data["prosody"]["users"]["alice"]["password"]
+    assert Path(accounts["alice@prosody"]["cafile"]).is_absolute()
+    assert Path(accounts["alice@prosody"]["cafile"]) == (state_dir / "ca.crt").resolve()
+
+
+def test_secrets_generator_keeps_values_and_rotates_on_request(state_dir: Path) -> None:
+    assert run_secrets(state_dir).returncode == 0
+    first = {n: (state_dir / n).read_text() for n in ("secrets.sls", "ca.crt", "client.toml")}
+    assert run_secrets(state_dir).returncode == 0
+    assert first == {n: (state_dir / n).read_text() for n in first}
+    assert run_secrets(state_dir, "--rotate").returncode == 0
+    old, new = (json.loads("\n".join(ln for ln in t.splitlines() if not ln.startswith("#")))
+                for t in (first["secrets.sls"], (state_dir / "secrets.sls").read_text()))
+    assert old["ejabberd"]["cookie"] != new["ejabberd"]["cookie"]
+    assert old["labtls"]["ca"]["key"] != new["labtls"]["ca"]["key"]
+    assert old["prosody"]["users"]["bob"] != new["prosody"]["users"]["bob"]
+
+
+def test_secrets_generator_follows_network_overrides(state_dir: Path) -> None:
+    state_dir.mkdir()
+    (state_dir / "overrides.sls").write_text(json.dumps(
+        {"lab": {"hosts": {"prosody": "10.99.0.10", "lb": "10.99.0.13"}}}))
+    assert run_secrets(state_dir).returncode == 0
+    with (state_dir / "client.toml").open("rb") as fh:
+        accounts = tomllib.load(fh)["accounts"]
+    assert accounts["alice@prosody"]["server"] == "10.99.0.10:5222"
+    assert accounts["alice@ejabberd"]["server"] == "10.99.0.13:5222"
+
+
+def test_secrets_generator_rejects_bad_overrides_with_one_line(state_dir: Path) -> None:
+    state_dir.mkdir()
+    (state_dir / "overrides.sls").write_text("lab: [not json\n")
+    proc = run_secrets(state_dir)
+    assert proc.returncode == 65
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "overrides.sls" in proc.stderr
+    assert run_secrets(state_dir, "--bogus").returncode == 64
