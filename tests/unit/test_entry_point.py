@@ -1,0 +1,53 @@
+"""The real entry points (console script and ``python -m``): one-line errors, fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(argv: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "XMPP_TOOL_PASSWORD"}
+    return subprocess.run([sys.executable, "-m", "xmpp_tool", *argv], input=stdin,
+                          capture_output=True, env=env, cwd=ROOT, timeout=60, check=False)
+
+
+def test_python_m_help() -> None:
+    res = run(["--help"])
+    assert res.returncode == 0
+    assert b"Exit status:" in res.stdout and b"send" in res.stdout
+
+
+def test_python_m_usage_error_is_64_one_line() -> None:
+    res = run(["--no-such-option"])
+    assert res.returncode == 64
+    assert res.stdout == b""
+    assert res.stderr.count(b"\n") == 1 and b"Traceback" not in res.stderr
+
+
+def test_usage_errors_do_not_import_slixmpp() -> None:
+    code = (
+        "import sys\n"
+        "from xmpp_tool import cli\n"
+        "rc = cli.run(['-v', '-q', 'unread'])\n"
+        "assert rc == 64, rc\n"
+        "assert 'slixmpp' not in sys.modules\n"
+        "assert 'pydantic' not in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stderr.decode()
+
+
+@pytest.mark.parametrize("script", ["xmpp-tool"])
+def test_console_script_installed(script: str) -> None:
+    exe = Path(sys.executable).parent / script
+    assert exe.exists(), f"{exe} missing: pip install -e ."
+    res = subprocess.run([str(exe), "--version"], capture_output=True, timeout=60, check=False)
+    assert res.returncode == 0 and res.stdout.startswith(b"xmpp-tool ")

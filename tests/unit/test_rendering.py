@@ -1,0 +1,87 @@
+"""Output formats: text (local time, sender, body), JSON lines, counts."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from xmpp_tool.render import Message, Writer, iso_utc, json_line, text_line
+
+MSG = Message(
+    id="abc-123",
+    sender="alice@example.org",
+    timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    body="héllo\nsecond line",
+)
+
+
+@pytest.fixture
+def berlin() -> Iterator[None]:
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_text_uses_local_time_sender_and_body(berlin: None) -> None:
+    assert text_line(MSG) == "2026-01-02 04:04:05 alice@example.org: héllo\n\tsecond line"
+
+
+def test_text_neutralises_terminal_escapes() -> None:
+    evil = Message("i", "mallory@example.org", MSG.timestamp, "\x1b[2Jgone\x07")
+    line = text_line(evil)
+    assert "\x1b" not in line and "\x07" not in line
+    assert "gone" in line
+
+
+def test_json_line_fields_and_utc() -> None:
+    obj = json.loads(json_line(MSG))
+    assert obj == {
+        "id": "abc-123",
+        "from": "alice@example.org",
+        "timestamp": "2026-01-02T03:04:05Z",
+        "body": "héllo\nsecond line",
+    }
+
+
+def test_iso_utc_converts_offsets_and_keeps_fractions() -> None:
+    ts = datetime(2026, 1, 2, 5, 4, 5, 250000, tzinfo=timezone(timedelta(hours=2)))
+    assert iso_utc(ts) == "2026-01-02T03:04:05.250000Z"
+    assert iso_utc(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05Z"  # naive = UTC
+
+
+def test_writer_lines_are_utf8_and_counted() -> None:
+    buf = io.BytesIO()
+    w = Writer(buf, as_json=True)
+    w.message(MSG)
+    w.message(MSG)
+    lines = buf.getvalue().decode("utf-8").splitlines()
+    assert len(lines) == 2 and w.written == 2
+    assert json.loads(lines[0])["body"] == "héllo\nsecond line"
+
+
+def test_counts_text_is_total_json_is_per_contact() -> None:
+    per = {"b@example.org": 2, "a@example.org": 3}
+    buf = io.BytesIO()
+    Writer(buf, as_json=False).count(per)
+    assert buf.getvalue() == b"5\n"
+    buf = io.BytesIO()
+    Writer(buf, as_json=True).count(per)
+    assert json.loads(buf.getvalue()) == {
+        "total": 5, "contacts": {"a@example.org": 3, "b@example.org": 2}}
+    buf = io.BytesIO()
+    Writer(buf, as_json=True).count({})
+    assert json.loads(buf.getvalue()) == {"total": 0, "contacts": {}}

@@ -1,0 +1,98 @@
+"""How unread decides what is unread (the pure part of the two-pass archive scan)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from xmpp_tool.unread import Archived, Scan
+
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def inc(aid: str, contact: str) -> Archived:
+    return Archived(aid, "in", contact, T, f"body {aid}")
+
+
+def out(aid: str, contact: str) -> Archived:
+    return Archived(aid, "out", contact, T, "")
+
+
+def unread_ids(
+    archive: list[Archived], pointers: dict[str, str]
+) -> tuple[dict[str, int], list[str]]:
+    """Run both passes the way unread does: counts, then the listing."""
+    scan = Scan(pointers)
+    for i, m in enumerate(archive):
+        scan.feed(i, m)
+    counts = scan.counts()
+    start_ord, start_id = scan.start()
+    if start_id is not None:
+        assert archive[start_ord].aid == start_id
+    shown = [m.aid for i, m in enumerate(archive) if i > start_ord and scan.is_unread(i, m)]
+    assert len(shown) == sum(counts.values())
+    return counts, shown
+
+
+def test_everything_unread_without_pointer_or_reply() -> None:
+    archive = [inc(str(i), "a@x") for i in range(5)]
+    assert unread_ids(archive, {}) == ({"a@x": 5}, ["0", "1", "2", "3", "4"])
+
+
+def test_pointer_marks_up_to_and_including_its_message() -> None:
+    archive = [inc("1", "a@x"), inc("2", "a@x"), inc("3", "a@x")]
+    assert unread_ids(archive, {"a@x": "2"}) == ({"a@x": 1}, ["3"])
+    assert unread_ids(archive, {"a@x": "3"}) == ({}, [])
+
+
+def test_without_pointer_own_last_message_is_the_cutoff() -> None:
+    archive = [inc("1", "a@x"), out("2", "a@x"), inc("3", "a@x"), inc("4", "a@x")]
+    assert unread_ids(archive, {}) == ({"a@x": 2}, ["3", "4"])
+    archive.append(out("5", "a@x"))
+    assert unread_ids(archive, {}) == ({}, [])
+
+
+def test_pointer_wins_over_own_messages() -> None:
+    archive = [inc("1", "a@x"), inc("2", "a@x"), out("3", "a@x"), inc("4", "a@x")]
+    assert unread_ids(archive, {"a@x": "1"}) == ({"a@x": 2}, ["2", "4"])
+
+
+def test_unknown_pointer_falls_back_to_own_last_message() -> None:
+    archive = [inc("1", "a@x"), out("2", "a@x"), inc("3", "a@x")]
+    assert unread_ids(archive, {"a@x": "expired"}) == ({"a@x": 1}, ["3"])
+
+
+def test_contacts_are_independent_and_output_is_oldest_first() -> None:
+    archive = [
+        inc("1", "a@x"), inc("2", "b@x"), out("3", "a@x"), inc("4", "b@x"),
+        inc("5", "a@x"), inc("6", "c@x"), Archived("7", "skip", "", T, ""),
+    ]
+    counts, shown = unread_ids(archive, {"b@x": "2"})
+    assert counts == {"a@x": 1, "b@x": 1, "c@x": 1}
+    assert shown == ["4", "5", "6"]
+
+
+def test_second_pass_starts_at_the_earliest_cutoff() -> None:
+    archive = [inc("1", "a@x"), inc("2", "a@x"), inc("3", "b@x"), out("4", "b@x"),
+               inc("5", "b@x"), inc("6", "a@x")]
+    scan = Scan({"a@x": "2"})
+    for i, m in enumerate(archive):
+        scan.feed(i, m)
+    assert scan.start() == (1, "2")  # after a@x's pointer, before b@x's cut-off at 3
+    scan = Scan({})
+    for i, m in enumerate(archive):
+        scan.feed(i, m)
+    assert scan.start() == (-1, None)  # a@x never answered: from the beginning
+
+
+def test_nothing_unread_needs_no_second_pass() -> None:
+    scan = Scan({"a@x": "1"})
+    scan.feed(0, inc("1", "a@x"))
+    assert scan.counts() == {}
+    assert scan.start() == (0, None)
+
+
+def test_messages_after_the_first_pass_are_not_listed() -> None:
+    scan = Scan({})
+    scan.feed(0, inc("1", "a@x"))
+    assert scan.is_unread(0, inc("1", "a@x"))
+    assert not scan.is_unread(1, inc("2", "a@x"))  # arrived between the passes
