@@ -180,6 +180,7 @@ class Result:
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
     unacked_ids: list[str] = field(default_factory=list)  # the visible failures, by id
+    lost_ids: list[str] = field(default_factory=list)
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
@@ -201,6 +202,20 @@ class Result:
         if not with_latencies:
             d.pop("latencies_ms")
         return d
+
+
+@dataclass
+class Audit:
+    """One reading of the recipients' archives against the acknowledgements."""
+
+    found: int = 0
+    lost: int = 0
+    found_unacked: int = 0
+    duplicates: int = 0
+    archive_entries: int = 0
+    paging_repeats: int = 0
+    seconds: float = 0.0
+    lost_ids: list[str] = field(default_factory=list)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -481,6 +496,7 @@ class LoadGen:
         self.first_disconnect: float | None = None
         self.last_back: float | None = None
         self.paused = False
+        self.started_wall = datetime.now(UTC)
         self._milestones: list[tuple[int, Callable[[], Awaitable[None]]]] = []
         self._milestone_tasks: list[asyncio.Task[None]] = []
 
@@ -519,7 +535,7 @@ class LoadGen:
 
     async def run(self) -> Result:
         cfg, res = self.cfg, self.result
-        started_wall = datetime.now(UTC)
+        self.started_wall = datetime.now(UTC)
         resource = f"load-{self.run_id}"
         senders = [Sender(self, i, a, resource) for i, a in enumerate(cfg.senders)]
         self._assign(senders)
@@ -568,16 +584,21 @@ class LoadGen:
                 res.still_down += 1
             if s.fatal and s.ever_ready:
                 res.errors.append(s.fatal)
-        await self._verify(started_wall)
+        await self._verify()
         self._summarise()
         return res
 
-    async def _verify(self, started_wall: datetime) -> None:
-        res = self.result
+    async def audit(self) -> Audit:
+        """Read the recipients' archives (MAM) and compare with what was acked.
+
+        Can be called again after :meth:`run` (e.g. once a killed node is back) from a
+        new event loop: ``asyncio.run(gen.audit())``.
+        """
         t = time.monotonic()
-        since = started_wall - timedelta(minutes=2)  # slack for clock differences
+        since = self.started_wall - timedelta(minutes=2)  # slack for clock differences
         counts: dict[str, int] = {}
-        resource = f"audit-{self.run_id}"
+        resource = f"audit-{self.run_id}-{secrets.token_hex(2)}"
+        audit = Audit()
 
         async def one(account: Account) -> list[tuple[str, str]]:
             reader = Reader(self.cfg, account, resource)
@@ -601,21 +622,31 @@ class LoadGen:
         for pairs in lists:
             for pair in pairs:
                 if pair in entries:  # the same archive entry read twice (paging)
-                    res.paging_repeats += 1
+                    audit.paging_repeats += 1
                     continue
                 entries.add(pair)
                 counts[pair[0]] = counts.get(pair[0], 0) + 1
-        res.archive_entries = sum(counts.values())
-        res.duplicates = sum(c - 1 for c in counts.values())
+        audit.archive_entries = sum(counts.values())
+        audit.duplicates = sum(c - 1 for c in counts.values())
         for mid, msg in self.messages.items():
             if msg.acked_at is not None:
                 if mid in counts:
-                    res.found += 1
+                    audit.found += 1
                 else:
-                    res.lost += 1
+                    audit.lost += 1
+                    audit.lost_ids.append(mid)
             elif mid in counts:
-                res.found_unacked += 1
-        res.verify_seconds = round(time.monotonic() - t, 3)
+                audit.found_unacked += 1
+        audit.seconds = round(time.monotonic() - t, 3)
+        return audit
+
+    async def _verify(self) -> None:
+        a = await self.audit()
+        res = self.result
+        res.found, res.lost, res.found_unacked = a.found, a.lost, a.found_unacked
+        res.duplicates, res.archive_entries = a.duplicates, a.archive_entries
+        res.paging_repeats, res.verify_seconds = a.paging_repeats, a.seconds
+        res.lost_ids = a.lost_ids[:100]
 
     def _summarise(self) -> None:
         res = self.result
@@ -800,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="private network the target may be in besides loopback (repeatable)",
     )
     p.add_argument("--senders", type=int, default=100, help="concurrent senders (default 100)")
-    p.add_argument("--recipients", type=int, default=4, help="recipient accounts (default 4)")
+    p.add_argument("--recipients", type=int, default=20, help="recipient accounts (default 20)")
     p.add_argument("--messages", type=int, default=10_000, help="messages in total (default 10000)")
     p.add_argument(
         "--deadline",

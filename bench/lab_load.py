@@ -1,0 +1,446 @@
+#!/usr/bin/env python3
+"""The lab under load, and failover under load (issue 5, parts 4 and 5).
+
+Drives ``bench/loadgen.py`` against the ejabberd cluster THROUGH ``lb`` of the nspawn
+lab (``tests/machines/harness.py``):
+
+* **load**: N senders (throwaway accounts ``load0..``), M messages to R recipients
+  (``loadrcpt0..``), XEP-0198 acks, then a MAM audit: lost = acked but not archived.
+* **failover**: the same load; once half the messages are acknowledged, ejabberd on
+  one node (default ``ejabberd2``) is killed hard — SIGKILL to every process of the
+  unit — and kept down (``systemctl stop`` cancels systemd's Restart=on-failure, as if
+  the node had died).  Clients reconnect through lb and land on the other node.
+  Reported: lost (must be 0), how long clients took to be back, sends that failed
+  visibly.  Then Salt is re-applied on the node, and it must rejoin the cluster
+  (``ejabberdctl list_cluster`` on both nodes); the archives are audited again.
+
+The load accounts are created for the run on the seed node through ejabberd's ReST
+API on the node's loopback (as ``salt/ejabberd/users`` does: JSON on curl's stdin, so
+the password is never on a command line) with a fresh random password that is never
+printed, and removed afterwards (``--keep-users`` keeps them).
+
+Lab: ``--attach`` (default) uses machines already started with
+``python -m tests.machines.harness up`` + ``apply``; ``--boot RELEASE`` brings a lab
+up, applies Salt, runs, and tears it down (refused while other lab machines run).
+Needs root.  Only the lab's private subnet is ever targeted.
+
+Exit codes: 0 every run had lost == 0 (and the node rejoined); 1 something was lost or
+the node did not rejoin; 64 usage; 69 lab unreachable; 77 TLS/auth failure / not root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+BENCH = Path(__file__).resolve().parent
+CHECKOUT = BENCH.parent
+for p in (str(BENCH), str(CHECKOUT)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import loadgen  # noqa: E402
+
+EJABBERD_NODES = ("ejabberd1", "ejabberd2")
+API = "http://127.0.0.1:5280/api"  # salt/ejabberd: admin_ip/admin_port (loopback only)
+CURL = ["curl", "-fsS", "-m", "30", "-X", "POST", "-H", "Content-Type: application/json"]
+
+
+class MachineLike(Protocol):
+    """What we need of tests/machines/harness.py's Machine."""
+
+    name: str
+
+    def run(
+        self,
+        cmd: Any,
+        *,
+        check: bool = True,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any: ...
+
+    def apply(self, *args: str) -> Any: ...
+
+
+# ---------------------------------------------------------------------- lab facts
+
+
+def lab_network() -> dict[str, Any]:
+    data = json.loads((CHECKOUT / "pillar" / "lab" / "network.json").read_text())
+    lab: dict[str, Any] = data["lab"]
+    return lab
+
+
+@dataclass
+class Target:
+    host: str  # lb's address on the harness's subnet
+    port: int
+    domain: str
+    cafile: Path
+    allow_net: str
+
+
+def lab_target(state_dir: Path, direct_tls: bool = False) -> Target:
+    from tests.machines import harness
+
+    return Target(
+        host=harness.ADDRESSES["lb"],
+        port=5223 if direct_tls else 5222,
+        domain=lab_network()["domains"]["ejabberd"],
+        cafile=state_dir / "ca.crt",
+        allow_net=f"{harness.SUBNET}.0/24",
+    )
+
+
+# ------------------------------------------------------------- accounts on the node
+
+
+def _api_loop(endpoint: str, tolerate: bool) -> str:
+    # One JSON document per stdin line, POSTed to the local ReST API: no secret argv.
+    fail = "true" if tolerate else "exit 1"
+    return (
+        "while IFS= read -r doc; do printf '%s' \"$doc\" | "
+        + " ".join(f"'{a}'" for a in CURL)
+        + f" --data-binary @- {API}/{endpoint} >/dev/null 2>&1 || {fail}; done"
+    )
+
+
+def register_users(seed: MachineLike, domain: str, users: Mapping[str, str]) -> None:
+    """(Re)create the accounts on the cluster (Mnesia replicates them)."""
+    gone = "".join(json.dumps({"user": u, "host": domain}) + "\n" for u in users)
+    seed.run(["sh", "-c", _api_loop("unregister", tolerate=True)], input=gone, timeout=300)
+    docs = "".join(
+        json.dumps({"user": u, "host": domain, "password": p}) + "\n" for u, p in users.items()
+    )
+    res = seed.run(
+        ["sh", "-c", _api_loop("register", tolerate=False)], input=docs, check=False, timeout=300
+    )
+    if res.returncode != 0:
+        # Output of the failing call is hidden on purpose (it would echo the request).
+        raise loadgen.LoadError(
+            f"registering load accounts on {seed.name} via {API} failed", loadgen.EX_UNAVAILABLE
+        )
+
+
+def unregister_users(seed: MachineLike, domain: str, users: list[str]) -> None:
+    gone = "".join(json.dumps({"user": u, "host": domain}) + "\n" for u in users)
+    seed.run(["sh", "-c", _api_loop("unregister", tolerate=True)], input=gone, timeout=300)
+
+
+# ------------------------------------------------------------------- the node
+
+
+def kill_ejabberd(node: MachineLike) -> dict[str, Any]:
+    """SIGKILL every process of ejabberd.service, then keep it down.
+
+    systemd would restart it after RestartSec=5 (Debian's unit has Restart=on-failure);
+    ``systemctl stop`` during that wait cancels the restart without running ExecStop,
+    so the node stays dead until Salt starts it again.
+    """
+    before = node.run(["systemctl", "show", "-p", "MainPID", "--value", "ejabberd"]).stdout.strip()
+    t = time.monotonic()
+    node.run(["systemctl", "kill", "--signal=SIGKILL", "ejabberd"])
+    node.run(["systemctl", "stop", "ejabberd"], check=False)
+    state = node.run(["systemctl", "is-active", "ejabberd"], check=False).stdout.strip()
+    beams = node.run(["pgrep", "-u", "ejabberd", "beam"], check=False).stdout.split()
+    return {
+        "node": node.name,
+        "main_pid_before": before,
+        "kill_seconds": round(time.monotonic() - t, 3),
+        "state_after": state,
+        "beam_left": beams,
+    }
+
+
+def cluster_nodes(node: MachineLike) -> set[str]:
+    res = node.run(["ejabberdctl", "list_cluster"], check=False, timeout=60)
+    if res.returncode != 0:
+        return set()
+    return {line.strip().strip("'\"") for line in res.stdout.splitlines() if line.strip()}
+
+
+def wait_cluster(
+    machines: Mapping[str, MachineLike], want: set[str], timeout: float = 120.0
+) -> dict[str, list[str]]:
+    """Poll ``list_cluster`` on every node until all say ``want`` (or time out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {n: cluster_nodes(machines[n]) for n in EJABBERD_NODES}
+        if all(v == want for v in seen.values()) or time.monotonic() > deadline:
+            return {n: sorted(v) for n, v in seen.items()}
+        time.sleep(1.0)
+
+
+def rejoin(machines: Mapping[str, MachineLike], name: str) -> dict[str, Any]:
+    """Re-apply Salt on ``name`` and wait until both nodes list the full cluster."""
+    want = {f"ejabberd@{n}" for n in EJABBERD_NODES}
+    t = time.monotonic()
+    res = machines[name].apply()
+    apply_s = time.monotonic() - t
+    ok = bool(getattr(res, "ok", False))
+    seen = wait_cluster(machines, want)
+    rejoined = all(set(v) == want for v in seen.values())
+    return {
+        "apply_ok": ok,
+        "apply_failures": "" if ok else str(getattr(res, "describe_failures", lambda: "")()),
+        "apply_seconds": round(apply_s, 1),
+        "rejoined": rejoined,
+        "rejoin_seconds": round(time.monotonic() - t, 1),
+        "list_cluster": seen,
+    }
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@dataclass
+class LoadSpec:
+    senders: int = 100
+    recipients: int = 20
+    messages: int = 10_000
+    deadline: float = 300.0
+    inflight: int = 5
+    direct_tls: bool = False
+    kill_node: str = "ejabberd2"
+    kill_at: float = 0.5  # fraction of the messages acknowledged before the kill
+    keep_users: bool = False
+
+
+def _config(spec: LoadSpec, target: Target, password: str) -> loadgen.LoadConfig:
+    return loadgen.LoadConfig(
+        host=target.host,
+        port=target.port,
+        cafile=target.cafile,
+        senders=loadgen.accounts("load", spec.senders, target.domain, password),
+        recipients=loadgen.accounts("loadrcpt", spec.recipients, target.domain, password),
+        messages=spec.messages,
+        deadline=spec.deadline,
+        inflight=spec.inflight,
+        direct_tls=spec.direct_tls,
+        allow_nets=[target.allow_net],
+    )
+
+
+def run_lab_load(
+    machines: Mapping[str, MachineLike],
+    state_dir: Path,
+    spec: LoadSpec,
+    failover: bool = False,
+) -> dict[str, Any]:
+    """One run through lb (optionally with the failover); returns the report."""
+    target = lab_target(state_dir, spec.direct_tls)
+    seed = machines[EJABBERD_NODES[0]]
+    password = secrets.token_urlsafe(18)
+    users = {f"load{i}": password for i in range(spec.senders)}
+    users.update({f"loadrcpt{i}": password for i in range(spec.recipients)})
+    t = time.monotonic()
+    register_users(seed, target.domain, users)
+    report: dict[str, Any] = {
+        "mode": "failover" if failover else "load",
+        "target": f"{target.host}:{target.port}",
+        "register_seconds": round(time.monotonic() - t, 1),
+    }
+    cfg = _config(spec, target, password)
+    kill_info: dict[str, Any] = {}
+    gen_box: list[loadgen.LoadGen] = []
+
+    def setup(gen: loadgen.LoadGen) -> None:
+        gen_box.append(gen)
+        if not failover:
+            return
+
+        async def kill() -> None:
+            gen.event("kill", node=spec.kill_node)
+            kill_info.update(await asyncio.to_thread(kill_ejabberd, machines[spec.kill_node]))
+            gen.event("killed", node=spec.kill_node)
+
+        gen.at_acked(max(1, int(spec.messages * spec.kill_at)), kill)
+
+    try:
+        res = loadgen.run_load(cfg, setup)
+        report["result"] = res.as_dict(with_latencies=True)
+        if failover:
+            report["kill"] = kill_info
+            report["rejoin"] = rejoin(machines, spec.kill_node)
+            # Audit again with both nodes up: nothing may have vanished meanwhile.
+            again = asyncio.run(gen_box[0].audit())
+            report["after_rejoin"] = {
+                "found": again.found,
+                "lost": again.lost,
+                "duplicates": again.duplicates,
+                "lost_ids": again.lost_ids[:100],
+            }
+    finally:
+        if not spec.keep_users:
+            unregister_users(seed, target.domain, list(users))
+    return report
+
+
+def verdict(report: dict[str, Any]) -> list[str]:
+    """What is wrong with a report (empty: all good)."""
+    bad: list[str] = []
+    res = report["result"]
+    if res["lost"]:
+        bad.append(f"{report['mode']}: {res['lost']} acknowledged messages lost")
+    if not res["acked"]:
+        bad.append(f"{report['mode']}: nothing was acknowledged")
+    if "rejoin" in report and not report["rejoin"]["rejoined"]:
+        bad.append(f"{report['kill']['node']} did not rejoin: {report['rejoin']['list_cluster']}")
+    if "after_rejoin" in report and report["after_rejoin"]["lost"]:
+        bad.append(f"{report['after_rejoin']['lost']} acknowledged messages lost after rejoin")
+    return bad
+
+
+def describe(report: dict[str, Any]) -> str:
+    r = loadgen.Result(**{k: v for k, v in report["result"].items()})
+    lines = [f"== {report['mode']} via lb {report['target']}", loadgen.format_result(r)]
+    if "kill" in report:
+        k = report["kill"]
+        lines.append(
+            f"  killed ejabberd on {k.get('node')} (SIGKILL; unit now {k.get('state_after')!r},"
+            f" beam left {k.get('beam_left')})"
+        )
+        rj = report["rejoin"]
+        lines.append(
+            f"  re-apply on {k.get('node')}: ok={rj['apply_ok']} in {rj['apply_seconds']} s;"
+            f" rejoined={rj['rejoined']} after {rj['rejoin_seconds']} s: {rj['list_cluster']}"
+        )
+        ar = report["after_rejoin"]
+        lines.append(
+            f"  audit after rejoin: found {ar['found']}, lost {ar['lost']},"
+            f" duplicates {ar['duplicates']}"
+        )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench/lab_load.py",
+        description=(
+            "Load (and failover under load) of the nspawn lab's ejabberd cluster through "
+            "lb: lost = acknowledged but not archived (must be 0). Needs root."
+        ),
+        epilog="exit codes: 0 ok, 1 lost > 0 or no rejoin, 64 usage, 69 unreachable, 77 TLS/auth",
+    )
+    lab = p.add_mutually_exclusive_group()
+    lab.add_argument(
+        "--attach",
+        action="store_true",
+        help="use machines started by `python -m tests.machines.harness up` (default)",
+    )
+    lab.add_argument(
+        "--boot", metavar="RELEASE", help="boot a lab (trixie|bookworm), apply, run, tear down"
+    )
+    p.add_argument(
+        "--state-dir", type=Path, help="the lab's state dir (default: the harness's for --attach)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("load", "failover", "both"),
+        default="both",
+        help="which runs (default both: load, then failover)",
+    )
+    p.add_argument("--senders", type=int, default=100, help="concurrent senders (default 100)")
+    p.add_argument("--recipients", type=int, default=20, help="recipients (default 20)")
+    p.add_argument("--messages", type=int, default=10_000, help="messages per run (default 10000)")
+    p.add_argument("--deadline", type=float, default=300.0, help="hard limit per run, s (300)")
+    p.add_argument("--inflight", type=int, default=5, help="unacked messages per sender (5)")
+    p.add_argument("--direct-tls", action="store_true", help="lb:5223 (XEP-0368), else 5222")
+    p.add_argument(
+        "--kill-node", choices=EJABBERD_NODES, default="ejabberd2", help="node to kill (ejabberd2)"
+    )
+    p.add_argument(
+        "--kill-at", type=float, default=0.5, help="fraction acked before the kill (0.5)"
+    )
+    p.add_argument("--keep-users", action="store_true", help="keep the load accounts afterwards")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the reports as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 64
+    if os.geteuid() != 0:
+        print("lab_load: must run as root (nspawn machines)", file=sys.stderr)
+        return 77
+    if not 0 < args.kill_at < 1:
+        print("lab_load: --kill-at must be between 0 and 1", file=sys.stderr)
+        return 64
+    from tests.machines import harness
+
+    spec = LoadSpec(
+        senders=args.senders,
+        recipients=args.recipients,
+        messages=args.messages,
+        deadline=args.deadline,
+        inflight=args.inflight,
+        direct_tls=args.direct_tls,
+        kill_node=args.kill_node,
+        kill_at=args.kill_at,
+        keep_users=args.keep_users,
+    )
+    modes = ["load", "failover"] if args.mode == "both" else [args.mode]
+    reports: list[dict[str, Any]] = []
+    try:
+        if args.boot:
+            if args.boot not in harness.RELEASES:
+                raise loadgen.LoadError(f"--boot: one of {', '.join(harness.RELEASES)}", 64)
+            if harness._nspawn_pids():
+                raise loadgen.LoadError(
+                    "lab machines are already running (someone's tests?): use --attach or "
+                    "`python -m tests.machines.harness down` first",
+                    loadgen.EX_USAGE,
+                )
+            state_dir = harness.make_state_dir(
+                (args.state_dir or harness.RUN_DIR / "load-state").resolve()
+            )
+            with harness.lab(args.boot, state_dir) as the_lab:
+                first = the_lab.apply_all()
+                bad = [n for n, r in first.items() if not r.ok]
+                if bad:
+                    raise loadgen.LoadError(f"Salt apply failed on {bad}", loadgen.EX_UNAVAILABLE)
+                for mode in modes:
+                    reports.append(
+                        run_lab_load(the_lab.machines, state_dir, spec, mode == "failover")
+                    )
+                    print(describe(reports[-1]), flush=True)
+        else:
+            state_dir = (args.state_dir or harness.STATE_DIR).resolve()
+            machines = {n: harness._attach(n) for n in ("lb", *EJABBERD_NODES)}
+            for mode in modes:
+                reports.append(run_lab_load(machines, state_dir, spec, mode == "failover"))
+                print(describe(reports[-1]), flush=True)
+    except loadgen.LoadError as exc:
+        print(f"lab_load: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except harness.HarnessError as exc:
+        print(f"lab_load: {exc}", file=sys.stderr)
+        return 69
+    finally:
+        if args.json and reports:
+            args.json.write_text(json.dumps(reports, indent=1) + "\n")
+    problems = [b for r in reports for b in verdict(r)]
+    for b in problems:
+        print(f"lab_load: {b}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
