@@ -5,7 +5,7 @@
 include:
   - ejabberd.service
 {%- if ejabberd.cluster.nodes and not ejabberd.is_seed %}
-{%-   set listed = ejabberd.curl ~ " -d '{}' " ~ ejabberd.api ~ "/list_cluster | grep -q '\"" ~ ejabberd.seed ~ "\"'" %}
+{%-   set listed = ejabberd.api_client ~ " list_cluster </dev/null | grep -q '\"" ~ ejabberd.seed ~ "\"'" %}
 
 ejabberd-cluster-joined-{{ ejabberd.seed }}:
   cmd.run:

@@ -74,3 +74,14 @@ ejabberd-config-systemd-reloaded:
     - onchanges:
       - file: ejabberd-config-systemd-dropin-plain-service
       - file: ejabberd-config-epmd-socket-loopback-only
+
+ejabberd-config-local-api-client-installed:
+  file.managed:
+    - name: {{ ejabberd.api_client }}
+    - source: salt://ejabberd/files/ejabberd-api.py
+    - template: jinja
+    - context:
+        ejabberd: {{ ejabberd | json }}
+    - user: root
+    - group: root
+    - mode: '0755'

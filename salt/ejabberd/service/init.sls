@@ -1,5 +1,5 @@
 {%- from 'ejabberd/map.jinja' import ejabberd with context %}
-{%- set api_up = ejabberd.curl ~ " -o /dev/null -d '{}' " ~ ejabberd.api ~ "/status" %}
+{%- set api_up = ejabberd.api_client ~ ' status </dev/null >/dev/null' %}
 include:
   - ejabberd.config
   - labtls.certificates
@@ -37,3 +37,4 @@ ejabberd-service-node-started:
     - unless: {{ api_up | json }}
     - require:
       - service: ejabberd-service-running
+      - file: ejabberd-config-local-api-client-installed

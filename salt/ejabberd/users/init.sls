@@ -1,12 +1,12 @@
 {#- Users from pillar, registered once on the seed node (Mnesia replicates them).
-    Passwords go to the local ReST API (loopback only) on curl's stdin: never argv,
+    Passwords go to the local ReST API (loopback only) on the API client's stdin: never argv,
     never logged. A marker with a SHA-256 of jid+password lets a rotated password
     be set again. #}
 {%- from 'ejabberd/map.jinja' import ejabberd with context %}
 include:
   - ejabberd.cluster
 {%- if ejabberd.is_seed %}
-{%-   set post = ejabberd.curl ~ " --data-binary @- " ~ ejabberd.api %}
+{%-   set api = ejabberd.api_client %}
 
 ejabberd-users-marker-directory-present:
   file.directory:
@@ -21,7 +21,7 @@ ejabberd-users-marker-directory-present:
 {%-     set digest = salt['hashutil.sha256_digest'](jid ~ ':' ~ user.password) %}
 {%-     set marker = ejabberd.marker_dir ~ '/' ~ jid %}
 {%-     set query = {'host': ejabberd.domain} | json %}
-{%-     set exists = ejabberd.curl ~ " -d '" ~ query ~ "' " ~ ejabberd.api ~ "/registered_users | grep -q '\"" ~ name ~ "\"'" %}
+{%-     set exists = "echo '" ~ query ~ "' | " ~ api ~ " registered_users | grep -q '\"" ~ name ~ "\"'" %}
 {%-     set register = {'user': name, 'host': ejabberd.domain, 'password': user.password} | json %}
 {%-     set change = {'user': name, 'host': ejabberd.domain, 'newpass': user.password} | json %}
 
@@ -29,8 +29,8 @@ ejabberd-user-{{ jid }}-registered:
   cmd.run:
     - name: >-
         read -r register; read -r change;
-        if {{ exists }}; then printf '%s' "$change" | {{ post }}/change_password >/dev/null;
-        else printf '%s' "$register" | {{ post }}/register >/dev/null; fi &&
+        if {{ exists }}; then printf '%s' "$change" | {{ api }} change_password >/dev/null;
+        else printf '%s' "$register" | {{ api }} register >/dev/null; fi &&
         {{ exists }} && echo {{ digest }} > {{ marker }}
     - stdin: {{ (register ~ '\n' ~ change ~ '\n') | json }}
     - output_loglevel: quiet
