@@ -89,6 +89,12 @@ async def _send(session: Session, recipient: Any, body: str) -> None:
         "waiting for the XEP-0198 ack" if use_sm else "no stream management: XEP-0199 ping",
     )
     msg.send()
+    if use_sm:
+        # Queue the ack request behind the message.  (slixmpp bug: its own
+        # request_ack(), also the one its ``window`` triggers, writes <r/> with
+        # send_raw from inside the send-queue filter, i.e. *before* the stanza
+        # that triggered it, so that <a/> would not cover the message.)
+        client.send("<r xmlns='urn:xmpp:sm:3'/>", use_filters=False)
     from slixmpp import JID
 
     ping = client.plugin["xep_0199"].send_ping(
@@ -124,7 +130,8 @@ def send(settings: Settings, password: str, recipient_text: str, body: str) -> N
             settings,
             password,
             PLUGINS,
-            plugin_config={"xep_0198": {"window": 1, "allow_resume": False}},
+            # window: never let slixmpp request acks itself (see _send)
+            plugin_config={"xep_0198": {"window": 2**31, "allow_resume": False}},
         )
         try:
             await _send(session, recipient, body)

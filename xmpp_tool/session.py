@@ -323,18 +323,26 @@ class Session:
         log.info("session started as %s", self.client.boundjid)
 
     async def close(self) -> None:
-        """Close the stream politely, briefly waiting for the server's close."""
+        """End the stream, then drop the connection once our closing tag is out.
+
+        Not waiting for the server's own end of stream (nor for a TLS close_notify
+        round trip) saves ~0.1 s on ejabberd, which sends its closing tag that much
+        later; by now the server has acknowledged everything we sent.
+        """
         self._closing = True
         client = self.client
-        if client.transport is None:
+        transport = client.transport
+        if transport is None:
             return
         try:
-            await asyncio.wait_for(client.disconnect(wait=1.0), 2.0)
-        except (TimeoutError, OSError):
-            client.abort()
+            client.send_raw(client.stream_footer)
+            for _ in range(50):  # at most ~0.5 s for a congested socket
+                if transport.get_write_buffer_size() == 0:
+                    break
+                await asyncio.sleep(0.01)
         except Exception as exc:  # closing must never raise
             log.debug("close: %s", exc)
-            client.abort()
+        client.abort()
 
 
 def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
