@@ -1,0 +1,99 @@
+#!/bin/sh
+# The lab's own Salt bootstrap: Vagrant's salt provisioner runs it as
+# `bootstrap_script` (and kitchen.yml as `salt_bootstrap_url`) instead of the
+# upstream bootstrap-salt.sh, whose download URL (bootstrap.saltproject.io) was
+# shut down in Nov 2024 and which Vagrant < 2.4.3 still fetches.
+#
+# Deterministic and pinned: installs salt==3008.4 + saltext-mysql + PyMySQL
+# (the versions the project tests with) into the venv /opt/salt and links
+# salt-call/salt-minion into /usr/local/bin, where the provisioner looks for them.
+#   * offline from a wheelhouse when the checkout carries one for this guest's
+#     Python: /srv/xmpp-tool/lab/state/wheelhouse/py3.13/ (built on a host with
+#     the same Debian Python, see lab/box/wheelhouse.sh);
+#   * otherwise from PyPI, with gcc/python3-dev from Debian (timelib has no wheel).
+# Extra CA certificates in /srv/xmpp-tool/lab/state/host-ca/*.crt are trusted
+# first (for networks that re-sign HTTPS, so pip can reach PyPI).
+#
+# Accepts and ignores the upstream script's options, except the two Vagrant
+# relies on: `-c DIR` (where Vagrant uploaded the minion config; copied to
+# /etc/salt/minion) and `-C` (configure only, Salt already installed).
+# Idempotent: re-running with the same pins only refreshes the minion config.
+set -eu
+
+SRC=${XMPP_LAB_SRC:-/srv/xmpp-tool}
+VENV=/opt/salt
+PINS="salt==3008.4 saltext-mysql==1.1.0 PyMySQL==1.2.4"
+
+config_dir=
+configure_only=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -c) config_dir=${2:-}; shift; [ $# -gt 0 ] && shift ;;
+    -C) configure_only=1; shift ;;
+    -k|-x|-j|-J|-p|-r|-R|-g|-G|-b|-H|-U|-w|-y|-X) shift; [ $# -gt 0 ] && shift ;;
+    *) shift ;;  # -F -P -M -S -N -D, install type (stable/git) and version
+  esac
+done
+
+log() { echo "bootstrap-salt: $*"; }
+export DEBIAN_FRONTEND=noninteractive
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# 1. Extra CA certificates carried by the checkout.
+if ls "$SRC"/lab/state/host-ca/*.crt >/dev/null 2>&1; then
+  mkdir -p /usr/local/share/ca-certificates/xmpp-lab-host
+  changed=0
+  for c in "$SRC"/lab/state/host-ca/*.crt; do
+    t=/usr/local/share/ca-certificates/xmpp-lab-host/$(basename "$c")
+    cmp -s "$c" "$t" || { cp "$c" "$t"; changed=1; }
+  done
+  if [ "$changed" = 1 ]; then
+    command -v update-ca-certificates >/dev/null || apt_install ca-certificates
+    update-ca-certificates >/dev/null 2>&1
+    log "trusting extra CA certificates from $SRC/lab/state/host-ca"
+  fi
+fi
+
+# 2. Salt, pinned, in /opt/salt.
+pyver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+if [ -z "$pyver" ]; then apt_install python3; pyver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])'); fi
+stamp="$PINS python$pyver"
+if [ -x "$VENV/bin/salt-call" ] && [ "$(cat "$VENV/.pins" 2>/dev/null)" = "$stamp" ]; then
+  log "Salt already installed ($stamp)"
+else
+  if [ "$configure_only" = 1 ]; then log "salt-call found elsewhere; installing the pinned Salt anyway"; fi
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+  wheels=$SRC/lab/state/wheelhouse/py$pyver
+  if ls "$wheels"/salt-*.whl >/dev/null 2>&1; then
+    log "installing $PINS from the wheelhouse $wheels"
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" install -q --no-index --find-links "$wheels" $PINS
+  else
+    log "no wheelhouse for Python $pyver in $wheels: installing $PINS from PyPI (compiles timelib)"
+    apt_install gcc libc6-dev python3-dev
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" install -q $PINS
+  fi
+  echo "$stamp" >"$VENV/.pins"
+fi
+for b in salt-call salt-minion; do ln -sf "$VENV/bin/$b" "/usr/local/bin/$b"; done
+
+# 3. The minion config the provisioner uploaded (its salt-call has no --config-dir).
+if [ -n "$config_dir" ] && [ -f "$config_dir/minion" ]; then
+  mkdir -p /etc/salt
+  install -m 0644 "$config_dir/minion" /etc/salt/minion
+  log "minion config installed at /etc/salt/minion"
+elif [ -f "$SRC/lab/minion" ] && [ ! -f /etc/salt/minion ]; then
+  mkdir -p /etc/salt
+  install -m 0644 "$SRC/lab/minion" /etc/salt/minion
+  log "minion config installed from $SRC/lab/minion"
+fi
+"$VENV/bin/salt-call" --version

@@ -1,0 +1,61 @@
+#!/bin/sh
+# mmdebstrap customize hook of lab/box/build.sh: turn the root file system in $1
+# into a Vagrant box. Arguments: ROOTFS ROOT_FS_UUID INSECURE_PUBKEY
+set -eu
+root=$1 uuid=$2 pubkey=$3
+
+echo "UUID=$uuid / ext4 errors=remount-ro 0 1" >"$root/etc/fstab"
+echo debian >"$root/etc/hostname"
+cat >"$root/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+127.0.1.1	debian
+::1		localhost ip6-localhost ip6-loopback
+EOF
+
+# Network: DHCP on the first NIC; Vagrant's Debian guest plugin appends the
+# private network's static address to this file and runs ifup.
+cat >"$root/etc/network/interfaces" <<'EOF'
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+
+allow-hotplug eth0
+iface eth0 inet dhcp
+EOF
+
+# The vagrant user: Vagrant's insecure key (Vagrant replaces it on first up),
+# password-less sudo, no password login.
+chroot "$root" useradd --create-home --shell /bin/bash --user-group vagrant
+chroot "$root" usermod -p '*' vagrant
+install -d -m 0700 "$root/home/vagrant/.ssh"
+install -m 0600 "$pubkey" "$root/home/vagrant/.ssh/authorized_keys"
+chroot "$root" chown -R vagrant:vagrant /home/vagrant/.ssh
+printf 'vagrant ALL=(ALL) NOPASSWD:ALL\nDefaults:vagrant !requiretty\n' >"$root/etc/sudoers.d/vagrant"
+chmod 0440 "$root/etc/sudoers.d/vagrant"
+
+# sshd: no reverse DNS (nothing resolves in the lab), host keys made at first
+# boot so that every VM from this box has its own.
+mkdir -p "$root/etc/ssh/sshd_config.d"
+echo 'UseDNS no' >"$root/etc/ssh/sshd_config.d/vagrant.conf"
+rm -f "$root"/etc/ssh/ssh_host_*
+cat >"$root/etc/systemd/system/ssh-host-keys.service" <<'EOF'
+[Unit]
+Description=Generate SSH host keys at first boot
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+EOF
+chroot "$root" systemctl enable ssh-host-keys.service ssh.service >/dev/null 2>&1
+
+# A fresh machine-id per VM, quiet console, no apt caches in the image.
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+chroot "$root" apt-get clean
+rm -rf "$root"/var/lib/apt/lists/* "$root"/tmp/* "$root"/var/log/*.log

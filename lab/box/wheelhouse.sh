@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build a wheelhouse of the lab's pinned Salt (the PINS line of
+# lab/bootstrap-salt.sh) for a Debian release's own Python, in a throwaway
+# mmdebstrap chroot of that release, so that lab/bootstrap-salt.sh installs
+# Salt in a VM offline in seconds instead of compiling it under emulation.
+#
+#   lab/box/wheelhouse.sh [SUITE] [STATE_DIR]   # trixie (default) | bookworm; lab/state
+#
+# Result: STATE_DIR/wheelhouse/pyX.Y/*.whl (the synced folder carries it to
+# /srv/xmpp-tool/lab/state/wheelhouse in every VM). Cached under
+# .cache/wheelhouse/ by a hash of its inputs; prints the pyX.Y directory.
+# Needs root, mmdebstrap, and network access to Debian's archive and PyPI.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+suite=${1:-trixie}
+state_dir=${2:-$repo/lab/state}
+mirror=${XMPP_LAB_BOX_MIRROR:-http://deb.debian.org/debian}
+cache=$repo/.cache/wheelhouse
+
+log() { printf 'wheelhouse: %s\n' "$*" >&2; }
+pins=$(sed -n 's/^PINS="\(.*\)"$/\1/p' "$repo/lab/bootstrap-salt.sh")
+[ -n "$pins" ] || { log "no PINS line in lab/bootstrap-salt.sh"; exit 1; }
+case "$suite" in trixie) py=3.13 ;; bookworm) py=3.11 ;; *) log "unsupported suite $suite"; exit 64 ;; esac
+
+mapfile -t host_cas < <(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort)
+hash=$( { cat "$0"; echo "$suite $mirror $pins"; } | sha256sum | cut -c1-16)
+built=$cache/$suite-$hash/py$py
+if ! ls "$built"/salt-*.whl >/dev/null 2>&1; then
+  start=$SECONDS
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/wheelhouse.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  ca_hook=true
+  if [ "${#host_cas[@]}" -gt 0 ]; then
+    ca_hook="cp ${host_cas[*]} \"\$1/usr/local/share/ca-certificates/\" && chroot \"\$1\" update-ca-certificates >/dev/null 2>&1"
+  fi
+  log "building wheels for $pins with Debian $suite's Python $py"
+  mmdebstrap --mode=root --variant=minbase --quiet \
+    --include=python3-venv,python3-dev,gcc,libc6-dev,ca-certificates \
+    --customize-hook="$ca_hook" \
+    --customize-hook="chroot \"\$1\" sh -c 'python3 -m venv /tmp/v && PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 /tmp/v/bin/pip wheel -q -w /tmp/wheels $pins'" \
+    --customize-hook="copy-out /tmp/wheels $tmp" \
+    "$suite" /dev/null "deb $mirror $suite main"
+  mkdir -p "$built"
+  cp "$tmp"/wheels/*.whl "$built/"
+  log "built $(ls "$built" | wc -l) wheels in $((SECONDS - start)) s"
+fi
+mkdir -p "$state_dir/wheelhouse/py$py"
+cp -u "$built"/*.whl "$state_dir/wheelhouse/py$py/"
+echo "$state_dir/wheelhouse/py$py"
