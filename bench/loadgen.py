@@ -152,6 +152,7 @@ class LoadConfig:
     login_timeout: float = 60.0
     verify_timeout: float = 180.0  # for the whole MAM audit
     reconnect_delay: float = 0.5
+    stall_timeout: float = 20.0  # a stream with no progress for this long is aborted
 
 
 @dataclass
@@ -266,6 +267,8 @@ class Sender(slixmpp.ClientXMPP):
         self.fatal: str | None = None
         self.ever_ready = False
         self.down_since: float | None = None
+        self.not_ready_since: float | None = None
+        self.last_progress = time.monotonic()
         self.add_event_handler("sm_enabled", self._on_sm_enabled)
         self.add_event_handler("session_resumed", self._on_resumed)
         self.add_event_handler("stanza_acked", self._on_acked)
@@ -299,6 +302,7 @@ class Sender(slixmpp.ClientXMPP):
             self.gen.result.reconnects += 1
             self.gen.event("reconnected", sender=self.index, t=now)
         self.ever_ready = True
+        self.last_progress = now
         self.ready.set()
         self.changed.set()
 
@@ -306,6 +310,7 @@ class Sender(slixmpp.ClientXMPP):
         # XEP-0198 resumption: slixmpp re-sends its unacked queue itself.
         self.gen.result.reconnects += 1
         self.gen.event("resumed", sender=self.index)
+        self.last_progress = time.monotonic()
         self.ready.set()
         self.changed.set()
 
@@ -318,6 +323,7 @@ class Sender(slixmpp.ClientXMPP):
         now = time.monotonic()
         msg.acked_at = now
         msg.latency = now - msg.sent_at
+        self.last_progress = now
         self.gen.on_ack(now)
         if self.down_since is not None:
             self.gen.result.recovery_s.append(now - self.down_since)
@@ -400,6 +406,7 @@ class Sender(slixmpp.ClientXMPP):
             if not self.todo and not self.resend_queue and not self.inflight:
                 break  # all done
             self.changed.clear()
+            self._watchdog(now)
             if self.ready.is_set():
                 while len(self.inflight) < self.gen.cfg.inflight and (
                     self.resend_queue or (self.todo and not self.gen.paused)
@@ -411,6 +418,28 @@ class Sender(slixmpp.ClientXMPP):
                     self._request_ack()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), timeout=0.5)
+
+    def _watchdog(self, now: float) -> None:
+        """slixmpp has no timeout for a stream that stalls (negotiation or acks):
+        abort it, which reconnects like any other lost connection."""
+        stall = self.gen.cfg.stall_timeout
+        if not self.ready.is_set():
+            if self.not_ready_since is None:
+                self.not_ready_since = now
+            elif now - self.not_ready_since > stall:
+                self.not_ready_since = now
+                self.gen.event("stalled", sender=self.index, phase="login")
+                if self.transport is not None:
+                    self.abort()
+                else:
+                    self.cancel_connection_attempt()
+                    self.connect(self.gen.cfg.host, self.gen.cfg.port)
+            return
+        self.not_ready_since = None
+        if self.inflight and now - self.last_progress > stall:
+            self.last_progress = now
+            self.gen.event("stalled", sender=self.index, phase="ack")
+            self.abort()
 
     async def close(self) -> None:
         self.closing = True
@@ -580,7 +609,7 @@ class LoadGen:
             self.event("closing")
             await asyncio.gather(*(s.close() for s in senders), return_exceptions=True)
         for s in senders:
-            if s.down_since is not None:
+            if s.down_since is not None and (s.todo or s.resend_queue or s.inflight):
                 res.still_down += 1
             if s.fatal and s.ever_ready:
                 res.errors.append(s.fatal)
