@@ -183,9 +183,20 @@ class Session:
         if not self.failure.done():
             log.debug("failing: %s", err.message)
             self.failure.set_result(err)
-        if self.client.transport is not None:
-            self.client.abort()
-        self.client.cancel_connection_attempt()
+        self._drop()
+
+    def _drop(self) -> None:
+        """Drop the connection now.  (Not slixmpp's abort(): it calls close() and
+        then abort() on the transport, and an asyncio TLS transport's abort()
+        after close() raises AttributeError.)"""
+        client = self.client
+        client.cancel_connection_attempt()
+        transport = client.transport
+        if transport is not None:
+            try:
+                transport.abort()
+            except Exception as exc:  # already closing
+                log.debug("abort: %s", exc)
 
     def _tls_failure(self, error: BaseException) -> errors.ToolError:
         if isinstance(error, ssl.SSLCertVerificationError):
@@ -332,7 +343,8 @@ class Session:
         self._closing = True
         client = self.client
         transport = client.transport
-        if transport is None:
+        if transport is None or transport.is_closing():
+            self._drop()
             return
         try:
             client.send_raw(client.stream_footer)
@@ -342,7 +354,7 @@ class Session:
                 await asyncio.sleep(0.01)
         except Exception as exc:  # closing must never raise
             log.debug("close: %s", exc)
-        client.abort()
+        self._drop()
 
 
 def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
