@@ -1,0 +1,315 @@
+"""Verify one lab machine from its own pillar (pytest-testinfra).
+
+Runs unchanged over SSH (`--hosts=ssh://…`) and inside a machine (`--hosts=local://`);
+see tests/infra/README.md. Every test is marked with the pillar role it needs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra.host
+
+Sockets = list[tuple[str, int, str]]
+PROBE = (Path(__file__).parent / "xmpp_probe.py").read_text()
+LOOPBACK = {"127.0.0.1", "::1"}
+CA_TRUST = "/usr/local/share/ca-certificates/xmpp-tool-lab-ca.crt"
+CERT_DIR, KEY_DIR = "/etc/ssl/lab", "/etc/ssl/private"
+
+
+def probe(host: testinfra.host.Host, **params: Any) -> dict[str, Any]:
+    script = f"{PROBE}\nmain({json.dumps(json.dumps(params))})\n"
+    out = host.run(f"python3 - <<'XMPP_PROBE_EOF'\n{script}XMPP_PROBE_EOF")
+    assert out.rc == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def on_port(sockets: Sockets, port: int) -> set[str]:
+    return {addr for addr, p, _ in sockets if p == port}
+
+
+def domain_of(pillar: dict[str, Any], service: str) -> str:
+    return str(pillar.get(service, {}).get("domain") or pillar["lab"]["domains"][service])
+
+
+def ejabberd_expected_nodes(pillar: dict[str, Any]) -> set[str]:
+    members = pillar["lab"].get("cluster", {}).get("ejabberd", [])
+    me = pillar["_minion_id"]
+    node = pillar.get("ejabberd", {}).get("node") or f"ejabberd@{me}"
+    return {f"ejabberd@{m}" for m in members} if me in members else {node}
+
+
+# --------------------------------------------------------------------------- all machines
+
+@pytest.mark.role("any")
+def test_lab_names_resolve_to_pillar_addresses(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    hosts = pillar["lab"]["hosts"]
+    assert hosts
+    for name, address in hosts.items():
+        assert host.addr(name).ipv4_addresses == [address], name
+
+
+@pytest.mark.role("any")
+def test_own_address_is_configured(host: testinfra.host.Host, pillar: dict[str, Any]) -> None:
+    address = pillar["lab"]["hosts"][pillar["_minion_id"]]
+    addresses = {f.split()[3].split("/")[0]
+                 for f in host.check_output("ip -o -4 addr show").splitlines()}
+    assert address in addresses
+
+
+# --------------------------------------------------------------------------- lab TLS
+
+def check_certificate(host: testinfra.host.Host, domain: str) -> None:
+    crt, key = f"{CERT_DIR}/{domain}.crt", f"{KEY_DIR}/{domain}.key"
+    assert host.file(CA_TRUST).exists
+    verify = host.run(f"openssl verify -CAfile {CA_TRUST} {crt}")
+    assert verify.rc == 0 and verify.stdout.strip().endswith("OK"), verify.stdout + verify.stderr
+    san = host.check_output(f"openssl x509 -noout -ext subjectAltName -in {crt}")
+    assert f"DNS:{domain}" in san
+    pub_cert = host.check_output(f"openssl x509 -noout -pubkey -in {crt}")
+    pub_key = host.check_output(f"openssl pkey -pubout -in {key}")
+    assert pub_cert == pub_key, "private key does not match the certificate"
+    k = host.file(key)
+    assert (k.user, k.group, k.mode) == ("root", "ssl-cert", 0o640)
+
+
+@pytest.mark.role("prosody")
+def test_prosody_certificate_chains_to_lab_ca(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    assert host.file(CA_TRUST).content_string.strip() == pillar["labtls"]["ca"]["cert"].strip()
+    check_certificate(host, domain_of(pillar, "prosody"))
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_certificate_chains_to_lab_ca(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    assert host.file(CA_TRUST).content_string.strip() == pillar["labtls"]["ca"]["cert"].strip()
+    check_certificate(host, domain_of(pillar, "ejabberd"))
+
+
+# --------------------------------------------------------------------------- prosody
+
+@pytest.mark.role("prosody")
+def test_prosody_packages_and_services(host: testinfra.host.Host) -> None:
+    for pkg in ("prosody", "lua-dbi-mysql", "mariadb-server"):
+        assert host.package(pkg).is_installed, pkg
+    for svc in ("prosody", "mariadb"):
+        assert host.service(svc).is_running, svc
+        assert host.service(svc).is_enabled, svc
+
+
+@pytest.mark.role("prosody")
+def test_prosody_listens_for_clients_only(listening: Sockets) -> None:
+    assert on_port(listening, 5222) and on_port(listening, 5223)
+    assert {p for _, p, proc in listening if proc.startswith("lua")} <= {5222, 5223}
+    for port in (5269, 5280, 5281, 5347, 5582):  # s2s, http, components, telnet admin
+        assert not on_port(listening, port), port
+
+
+@pytest.mark.role("prosody")
+def test_mariadb_listens_on_loopback_only(listening: Sockets) -> None:
+    mariadb = {addr for addr, _, proc in listening if proc.startswith(("mariadbd", "mysqld"))}
+    assert mariadb, "MariaDB is not listening"
+    assert mariadb <= LOOPBACK, mariadb
+
+
+@pytest.mark.role("prosody")
+def test_prosody_config_values(host: testinfra.host.Host, pillar: dict[str, Any]) -> None:
+    cfg = host.file("/etc/prosody/prosody.cfg.lua")
+    assert (cfg.user, cfg.group, cfg.mode) == ("root", "prosody", 0o640)
+    text = cfg.content_string
+    for needed in ("c2s_require_encryption = true", "allow_registration = false",
+                   'storage = "sql"', 'driver = "MySQL";', "default_archive_policy = true",
+                   "c2s_direct_tls_ports = { 5223 }",
+                   f'VirtualHost "{domain_of(pillar, "prosody")}"'):
+        assert needed in text, needed
+    for module in ("mam", "pep", "smacks", "carbons", "offline", "ping", "disco"):
+        assert f'"{module}";' in text, module
+    assert '"register";' not in text
+    osfinger = host.system_info.release or ""
+    if osfinger.startswith("13"):
+        assert '"posix";' not in text  # deprecated in prosody 13
+
+
+@pytest.mark.role("prosody")
+def test_prosody_database_grants_and_accounts(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    db = pillar["prosody"].get("sql", {}).get("database", "prosody")
+    user = pillar["prosody"].get("sql", {}).get("username", "prosody")
+    grants = host.check_output(f"mariadb -NBe \"SHOW GRANTS FOR '{user}'@'localhost'\"")
+    assert f"ON `{db}`.*" in grants
+    domain = domain_of(pillar, "prosody")
+    accounts = set(host.check_output(
+        f"mariadb -NB {db} -e \"SELECT DISTINCT user FROM prosody WHERE host='{domain}' "  # noqa: S608
+        "AND store='accounts'\"").split())
+    assert set(pillar["prosody"]["users"]) <= accounts
+
+
+@pytest.mark.role("prosody")
+def test_prosody_serves_lab_certificate(host: testinfra.host.Host, pillar: dict[str, Any]) -> None:
+    domain, ca = domain_of(pillar, "prosody"), pillar["labtls"]["ca"]["cert"]
+    for mode, port in (("starttls", 5222), ("direct", 5223)):
+        res = probe(host, port=port, mode=mode, domain=domain, ca=ca)
+        assert res["ok"], f"{mode} {port}: {res['error']}"
+        assert domain in res["san"]
+
+
+# --------------------------------------------------------------------------- ejabberd
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_package_and_services(host: testinfra.host.Host) -> None:
+    assert host.package("ejabberd").is_installed
+    assert host.service("ejabberd").is_running
+    assert host.service("ejabberd").is_enabled
+    assert host.service("epmd.socket").is_running
+    # Drop-in: no Type=notify watchdog that kills the node after a cluster join.
+    props = host.check_output("systemctl show ejabberd -p Type -p WatchdogUSec -p NotifyAccess")
+    assert "Type=simple" in props and "NotifyAccess=none" in props
+    assert "WatchdogUSec=0" in props or "WatchdogUSec=infinity" in props
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_node_name_and_cookie(host: testinfra.host.Host, pillar: dict[str, Any]) -> None:
+    me = pillar["_minion_id"]
+    node = pillar.get("ejabberd", {}).get("node") or f"ejabberd@{me}"
+    assert f"ERLANG_NODE={node}\n" in host.file("/etc/default/ejabberd").content_string
+    cookie = host.file("/var/lib/ejabberd/.erlang.cookie")
+    assert (cookie.user, cookie.mode) == ("ejabberd", 0o400)
+    same = hmac.compare_digest(cookie.content_string.strip(), pillar["ejabberd"]["cookie"])
+    assert same, "cookie file differs from pillar ejabberd:cookie"  # values never printed
+
+
+@pytest.mark.role("ejabberd")
+def test_erlang_distribution_and_epmd_stay_off_other_networks(
+    host: testinfra.host.Host, pillar: dict[str, Any], listening: Sockets
+) -> None:
+    cluster_address = pillar["lab"]["hosts"][pillar["_minion_id"]]
+    dist_port = int(pillar.get("ejabberd", {}).get("dist_port", 4370))
+    assert on_port(listening, dist_port) == {cluster_address}
+    assert on_port(listening, 4369) <= LOOPBACK  # epmd
+    beam = {(addr, port) for addr, port, proc in listening if proc == "beam.smp"}
+    public = {(a, p) for a, p in beam if a not in LOOPBACK}
+    # Only the client listeners and the distribution port beyond loopback.
+    anywhere = {("0.0.0.0", 5222), ("0.0.0.0", 5223), ("::", 5222), ("::", 5223)}  # noqa: S104
+    assert public <= anywhere | {(cluster_address, dist_port)}, public
+    # Admin interfaces (web admin, ReST API) on loopback only.
+    assert on_port(listening, 5280) <= LOOPBACK
+    assert not on_port(listening, 5269)  # no s2s
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_config_values(host: testinfra.host.Host, pillar: dict[str, Any]) -> None:
+    cfg = host.file("/etc/ejabberd/ejabberd.yml")
+    assert (cfg.user, cfg.group, cfg.mode) == ("root", "ejabberd", 0o640)
+    text = cfg.content_string
+    assert f"  - {domain_of(pillar, 'ejabberd')}\n" in text
+    proxy = bool(pillar.get("ejabberd", {}).get("proxy_protocol"))
+    assert text.count(f"use_proxy_protocol: {'true' if proxy else 'false'}") == 2
+    for needed in ("mod_mam:", "default: always", "mod_offline:", "mod_pubsub:", "- pep",
+                   "mod_stream_mgmt:", "mod_carboncopy:", "mod_ping:",
+                   '"urn:xmpp:mds:displayed:0":'):
+        assert needed in text, needed
+    assert "mod_register" not in text
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_cluster_membership_equals_pillar(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    nodes = set(host.check_output("ejabberdctl list_cluster").split())
+    assert nodes == ejabberd_expected_nodes(pillar)
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_accounts_present_on_every_node(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    domain = domain_of(pillar, "ejabberd")
+    users = set(host.check_output(f"ejabberdctl registered_users {shlex.quote(domain)}").split())
+    assert set(pillar["ejabberd"]["users"]) <= users
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_serves_lab_certificate_to_the_balancer(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    domain, ca = domain_of(pillar, "ejabberd"), pillar["labtls"]["ca"]["cert"]
+    proxy = bool(pillar.get("ejabberd", {}).get("proxy_protocol"))
+    for mode, port in (("starttls", 5222), ("direct", 5223)):
+        res = probe(host, port=port, mode=mode, domain=domain, ca=ca, proxy=proxy)
+        assert res["ok"], f"{mode} {port}: {res['error']}"
+        assert domain in res["san"]
+    if proxy:  # without the PROXY header the listener refuses the stream
+        bare = probe(host, port=5223, mode="direct", domain=domain, ca=ca, proxy=False)
+        assert not bare["ok"]
+
+
+# --------------------------------------------------------------------------- haproxy
+
+STATS = """
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect({path!r})
+s.sendall(b"show stat\\n")
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode())
+"""
+
+
+@pytest.mark.role("haproxy")
+def test_haproxy_package_service_and_config(host: testinfra.host.Host) -> None:
+    assert host.package("haproxy").is_installed
+    assert host.service("haproxy").is_running
+    assert host.service("haproxy").is_enabled
+    assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
+    cfg = host.file("/etc/haproxy/haproxy.cfg").content_string
+    assert "mode tcp" in cfg and "send-proxy" in cfg
+
+
+@pytest.mark.role("haproxy")
+def test_haproxy_listens_for_clients_and_stats_only_on_a_socket(listening: Sockets) -> None:
+    ports = {p for _, p, proc in listening if proc == "haproxy"}
+    assert ports == {5222, 5223}
+
+
+@pytest.mark.role("haproxy")
+def test_haproxy_backends_up(host: testinfra.host.Host, pillar: dict[str, Any]) -> None:
+    sock = pillar.get("haproxy", {}).get("stats_socket", "/run/haproxy/admin.sock")
+    out = host.run(f"python3 - <<'EOF'\n{STATS.format(path=sock)}EOF")
+    assert out.rc == 0, out.stderr
+    rows = [line.split(",") for line in out.stdout.splitlines() if line and line[0] != "#"]
+    servers = {(r[0], r[1]): r[17] for r in rows if r[1] not in ("FRONTEND", "BACKEND")}
+    members = pillar["lab"].get("cluster", {}).get("ejabberd", [])
+    expected = set(pillar.get("haproxy", {}).get("servers") or members)
+    assert expected
+    for backend in ("xmpp-starttls", "xmpp-directtls"):
+        assert {s for (b, s) in servers if b == backend} == expected
+        for name in expected:
+            assert servers[(backend, name)] == "UP", (backend, name)
+
+
+@pytest.mark.role("haproxy")
+def test_haproxy_passes_tls_through_to_the_cluster(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    domain, ca = domain_of(pillar, "ejabberd"), pillar["labtls"]["ca"]["cert"]
+    for mode, port in (("starttls", 5222), ("direct", 5223)):
+        res = probe(host, port=port, mode=mode, domain=domain, ca=ca)
+        assert res["ok"], f"{mode} {port} via haproxy: {res['error']}"
+        assert domain in res["san"]
