@@ -44,13 +44,22 @@ apt_install() {
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# 1. Extra CA certificates carried by the checkout.
+# 1. Extra CA certificates carried by the checkout (skipped when the same
+#    certificate is already trusted: update-ca-certificates takes minutes under
+#    emulation).
+already_trusted() {
+  for t in $(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null); do
+    cmp -s "$1" "$t" && return 0
+  done
+  return 1
+}
 if ls "$SRC"/lab/state/host-ca/*.crt >/dev/null 2>&1; then
-  mkdir -p /usr/local/share/ca-certificates/xmpp-lab-host
   changed=0
   for c in "$SRC"/lab/state/host-ca/*.crt; do
-    t=/usr/local/share/ca-certificates/xmpp-lab-host/$(basename "$c")
-    cmp -s "$c" "$t" || { cp "$c" "$t"; changed=1; }
+    already_trusted "$c" && continue
+    mkdir -p /usr/local/share/ca-certificates/xmpp-lab-host
+    cp "$c" /usr/local/share/ca-certificates/xmpp-lab-host/
+    changed=1
   done
   if [ "$changed" = 1 ]; then
     command -v update-ca-certificates >/dev/null || apt_install ca-certificates
@@ -70,17 +79,19 @@ else
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
   rm -rf "$VENV"
   python3 -m venv "$VENV"
+  # --no-compile: byte-compiling all of Salt at install time costs minutes under
+  # emulation; Python compiles the modules salt-call actually imports on first use.
   export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
   wheels=$SRC/lab/state/wheelhouse/py$pyver
   if ls "$wheels"/salt-*.whl >/dev/null 2>&1; then
     log "installing $PINS from the wheelhouse $wheels"
     # shellcheck disable=SC2086
-    "$VENV/bin/pip" install -q --no-index --find-links "$wheels" $PINS
+    "$VENV/bin/pip" install -q --no-compile --no-index --find-links "$wheels" $PINS
   else
     log "no wheelhouse for Python $pyver in $wheels: installing $PINS from PyPI (compiles timelib)"
     apt_install gcc libc6-dev python3-dev
     # shellcheck disable=SC2086
-    "$VENV/bin/pip" install -q $PINS
+    "$VENV/bin/pip" install -q --no-compile $PINS
   fi
   echo "$stamp" >"$VENV/.pins"
 fi

@@ -129,7 +129,7 @@ TIMEOUT 0
 LABEL debian
   LINUX /boot/$kernel
   INITRD /boot/$initrd
-  APPEND root=UUID=$uuid ro net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200n8
+  APPEND root=UUID=$uuid ro quiet net.ifnames=0 biosdevname=0 console=tty0 console=ttyS0,115200n8
 EOF
 extlinux --install "$work/mnt/boot/extlinux" >/dev/null 2>&1
 umount "$work/mnt"

@@ -38,7 +38,7 @@ if ! ls "$built"/salt-*.whl >/dev/null 2>&1; then
   mmdebstrap --mode=root --variant=minbase --quiet \
     --include=python3-venv,python3-dev,gcc,libc6-dev,ca-certificates \
     --customize-hook="$ca_hook" \
-    --customize-hook="chroot \"\$1\" sh -c 'python3 -m venv /tmp/v && PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 /tmp/v/bin/pip wheel -q -w /tmp/wheels $pins'" \
+    --customize-hook="chroot \"\$1\" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c 'python3 -m venv /tmp/v && PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 /tmp/v/bin/pip wheel -q -w /tmp/wheels $pins'" \
     --customize-hook="copy-out /tmp/wheels $tmp" \
     "$suite" /dev/null "deb $mirror $suite main"
   mkdir -p "$built"

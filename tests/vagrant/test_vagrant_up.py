@@ -1,0 +1,281 @@
+"""A real `vagrant up` of the lab on libvirt/qemu (TCG), as a user runs it.
+
+1. builds a Debian 13 libvirt box locally (lab/box/build.sh, cached by its inputs)
+   and a wheelhouse of the pinned Salt for its Python (lab/box/wheelhouse.sh);
+2. starts virtlogd/libvirtd by hand, the `default` network and pool
+   (tests/vagrant/libvirt-host.sh);
+3. copies the checkout to a temporary directory (its own .vagrant and lab/state,
+   so a user's lab is never touched) and runs `vagrant up --provider=libvirt`
+   with the salt provisioner and lab/bootstrap-salt.sh exactly as committed;
+4. runs the testinfra suite (tests/infra) against every VM over SSH
+   (`vagrant ssh-config`), and `xmpp-tool` send + unread from the host to
+   prosody and through lb to the ejabberd cluster, TLS verified against the
+   generated lab CA;
+5. `vagrant provision` again: Salt reports no changes on any machine;
+6. `vagrant destroy -f`, also after a failure.
+
+Which machines: XMPP_LAB_TEST_MACHINES (default: the whole lab). Timings go to
+.cache/vagrant-test/timings.json and the Vagrant logs to .cache/vagrant-test/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.vagrant, pytest.mark.root]
+
+ROOT = Path(__file__).resolve().parents[2]
+XMPP_TOOL = ROOT / ".venv" / "bin" / "xmpp-tool"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+OUT = ROOT / ".cache" / "vagrant-test"
+ALL_MACHINES = ("prosody", "ejabberd1", "ejabberd2", "lb")
+MACHINES = tuple(
+    m for m in os.environ.get("XMPP_LAB_TEST_MACHINES", ",".join(ALL_MACHINES)).split(",") if m
+)
+UP_TIMEOUT = int(os.environ.get("XMPP_LAB_TEST_UP_TIMEOUT", "2400"))
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (libvirtd, box build)"
+    for tool in ("vagrant", "virsh", "qemu-system-x86_64", "mmdebstrap", "extlinux"):
+        if shutil.which(tool) is None:
+            return f"{tool} missing: bash tests/setup.sh (tests/apt/vagrant.txt)"
+    return None
+
+
+@dataclass
+class Lab:
+    workdir: Path
+    env: dict[str, str]
+    hosts: dict[str, str]
+    accounts: dict[str, dict[str, Any]]
+    up_log: str
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ca(self) -> Path:
+        return self.workdir / "lab" / "state" / "ca.crt"
+
+    def vagrant(self, *args: str, timeout: float = 600,
+                log: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_vagrant(self.workdir, self.env, list(args), timeout, log)
+
+
+def run_vagrant(workdir: Path, env: dict[str, str], args: list[str], timeout: float,
+                log: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run vagrant, keeping its output (with per-line times) in .cache/vagrant-test."""
+    start = time.monotonic()
+    proc = subprocess.Popen(["vagrant", *args], cwd=workdir, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    logf = (OUT / log).open("w") if log else None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if logf:
+                logf.write(f"{time.monotonic() - start:8.1f} {line}")
+                logf.flush()
+            if time.monotonic() - start > timeout:
+                proc.kill()
+                lines.append(f"\n[test] vagrant {' '.join(args)}: killed after {timeout} s\n")
+                break
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if logf:
+            logf.close()
+    return subprocess.CompletedProcess(["vagrant", *args], rc, "".join(lines), "")
+
+
+def sh(*cmd: str, timeout: float = 1800, env: dict[str, str] | None = None) -> str:
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                         check=False)
+    assert res.returncode == 0, f"{' '.join(cmd)}: rc={res.returncode}\n{res.stderr[-4000:]}"
+    return res.stdout
+
+
+def copy_checkout(dest: Path) -> None:
+    """The files a user's clone has (tracked + new, not ignored), nothing else."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    for raw in files:
+        if not raw:
+            continue
+        rel = Path(raw.decode())
+        src = ROOT / rel
+        if not src.is_file() or rel.parts[0] in {".cache", ".venv"}:
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / rel)
+
+
+def machine_durations(log_path: Path) -> dict[str, dict[str, float]]:
+    """From the timestamped up log: per machine, seconds to 'booted' and to the end
+    of its salt provisioning (the last line it printed)."""
+    out: dict[str, dict[str, float]] = {}
+    for line in log_path.read_text().splitlines():
+        m = re.match(r"\s*([\d.]+) (?:==> )?\s*(\w+): (.*)", line)
+        if not m or m.group(2) not in ALL_MACHINES:
+            continue
+        t, name, text = float(m.group(1)), m.group(2), m.group(3)
+        entry = out.setdefault(name, {})
+        if "Machine booted and ready" in text:
+            entry["booted_s"] = t
+        if "Running provisioner: salt" in text:
+            entry["salt_start_s"] = t
+        entry["last_line_s"] = t
+    return out
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    OUT.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, Any] = {"machines": list(MACHINES)}
+
+    t = time.monotonic()
+    box = Path(sh("bash", str(ROOT / "lab/box/build.sh"), "trixie").strip().splitlines()[-1])
+    timings["box_build_s"] = round(time.monotonic() - t, 1)
+    box_name = f"xmpp-lab/{box.parent.name}"  # trixie-<hash of the box's inputs>
+
+    t = time.monotonic()
+    sh("bash", str(ROOT / "tests/vagrant/libvirt-host.sh"), "start", timeout=120)
+    timings["libvirt_start_s"] = round(time.monotonic() - t, 1)
+
+    workdir = Path(tempfile.mkdtemp(prefix="xlab", dir="/var/tmp"))
+    copy_checkout(workdir)
+    t = time.monotonic()
+    sh("bash", str(ROOT / "lab/box/wheelhouse.sh"), "trixie", str(workdir / "lab" / "state"))
+    timings["wheelhouse_s"] = round(time.monotonic() - t, 1)
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("VAGRANT_", "XMPP_LAB_"))},
+        "VAGRANT_HOME": str(ROOT / ".cache" / "vagrant-home"),
+        "VAGRANT_DEFAULT_PROVIDER": "libvirt",
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_NO_COLOR": "1",
+        "XMPP_LAB_BOX": box_name,
+        "XMPP_LAB_LIBVIRT_DRIVER": "qemu",
+        "XMPP_LAB_HOST_CA": "1",
+        "XMPP_LAB_MACHINES": ",".join(MACHINES),
+    }
+    boxes = sh("vagrant", "box", "list", env=env, timeout=120)
+    if box_name not in boxes:
+        t = time.monotonic()
+        sh("vagrant", "box", "add", "--name", box_name, str(box), env=env, timeout=600)
+        timings["box_add_s"] = round(time.monotonic() - t, 1)
+
+    up_log = OUT / "up.log"
+    lab = Lab(workdir, env, {}, {}, "", timings)
+    try:
+        t = time.monotonic()
+        up = run_vagrant(workdir, env, ["up", "--provider=libvirt"], UP_TIMEOUT, "up.log")
+        timings["up_s"] = round(time.monotonic() - t, 1)
+        timings["up_per_machine"] = machine_durations(up_log)
+        lab.up_log = up.stdout
+        assert up.returncode == 0, f"vagrant up failed (log: {up_log}):\n{up.stdout[-8000:]}"
+        network = json.loads((workdir / "pillar/lab/network.json").read_text())
+        lab.hosts = network["lab"]["hosts"]
+        client = tomllib.loads((workdir / "lab/state/client.toml").read_text())
+        lab.accounts = client["accounts"]
+        yield lab
+    finally:
+        t = time.monotonic()
+        down = run_vagrant(workdir, env, ["destroy", "-f"], 600, "destroy.log")
+        timings["destroy_s"] = round(time.monotonic() - t, 1)
+        (OUT / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+        print(f"\nvagrant lab timings: {json.dumps(timings)}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        assert down.returncode == 0, f"vagrant destroy failed:\n{down.stdout[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def ssh_config(lab: Lab) -> Path:
+    res = lab.vagrant("ssh-config", timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:]
+    path = lab.workdir / "ssh-config"
+    path.write_text(res.stdout)
+    return path
+
+
+def test_up_brought_up_every_machine(lab: Lab) -> None:
+    res = lab.vagrant("status", "--machine-readable", timeout=120)
+    states = {line.split(",")[1]: line.split(",")[3] for line in res.stdout.splitlines()
+              if line.count(",") >= 3 and line.split(",")[2] == "state"}
+    assert states == dict.fromkeys(MACHINES, "running")
+    # The salt provisioner ran through our bootstrap (never the upstream download).
+    assert "bootstrap.saltproject.io" not in lab.up_log
+    assert lab.up_log.count("bootstrap-salt: ") >= len(MACHINES)
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_infra_suite_over_ssh(lab: Lab, ssh_config: Path, machine: str) -> None:
+    """tests/infra, unchanged, against the VM over SSH."""
+    res = subprocess.run(
+        [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/infra",
+         f"--hosts=ssh://{machine}", f"--ssh-config={ssh_config}", "--sudo",
+         f"--minion-id={machine}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert res.returncode == 0, f"{res.stdout[-6000:]}\n{res.stderr[-2000:]}"
+    assert " passed" in res.stdout
+
+
+def xmpp_tool(lab: Lab, account: str, server: str, *args: str) -> subprocess.CompletedProcess[str]:
+    acct = lab.accounts[account]
+    return subprocess.run(
+        [str(XMPP_TOOL), "-C", str(lab.ca), "-s", server, "-u", acct["jid"], *args],
+        env={**os.environ, "XMPP_TOOL_PASSWORD": acct["password"]},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@pytest.mark.parametrize(("service", "via"), [("prosody", "prosody"), ("ejabberd", "lb")])
+def test_send_and_unread_from_the_host(lab: Lab, service: str, via: str) -> None:
+    if via not in MACHINES or (service == "ejabberd" and "ejabberd1" not in MACHINES):
+        pytest.skip(f"{via} not in XMPP_LAB_TEST_MACHINES")
+    server = f"{lab.hosts[via]}:5222"
+    body = f"vagrant lab {service} {uuid.uuid4().hex[:12]}"
+    sent = xmpp_tool(lab, f"alice@{service}", server, "send",
+                     lab.accounts[f"bob@{service}"]["jid"], body)
+    assert sent.returncode == 0, sent.stderr
+    got = xmpp_tool(lab, f"bob@{service}", server, "-J", "unread")
+    assert got.returncode == 0, got.stderr
+    msgs = [json.loads(line) for line in got.stdout.splitlines() if line.strip()]
+    mine = [m for m in msgs if m["body"] == body]
+    assert len(mine) == 1, msgs
+    assert mine[0]["from"].split("/")[0] == lab.accounts[f"alice@{service}"]["jid"]
+
+
+def test_reprovision_changes_nothing(lab: Lab) -> None:
+    t = time.monotonic()
+    res = lab.vagrant("provision", timeout=1800, log="provision.log")
+    lab.timings["reprovision_s"] = round(time.monotonic() - t, 1)
+    assert res.returncode == 0, res.stdout[-8000:]
+    for machine in MACHINES:
+        mine = [line.split(":", 1)[1] for line in res.stdout.splitlines()
+                if re.match(rf"\s*(==> )?{machine}: ", line)]
+        summary = [line for line in mine if "Succeeded:" in line or "Failed:" in line]
+        assert summary, f"{machine}: no Salt summary in\n" + "\n".join(mine[-40:])
+        assert not any("changed=" in line for line in summary), "\n".join(mine[-80:])
+        assert any(re.search(r"Failed:\s+0\b", line) for line in summary), "\n".join(mine[-80:])
