@@ -3,16 +3,15 @@
     during the first install only; an existing policy-rc.d is left alone. #}
 {%- from 'ejabberd/map.jinja' import ejabberd with context %}
 {%- set installed = "dpkg-query -W -f='${Status}' ejabberd 2>/dev/null | grep -q 'ok installed'" %}
+{%- set policy = '/usr/sbin/policy-rc.d' %}
+{%- set marker = 'xmpp-tool salt/ejabberd: no daemon starts while ejabberd is installed' %}
 
+{#- cmd.run, not file.managed + unless: Salt 3008 loads every state module to look
+    for file.mod_run_check when a non-cmd state has unless/onlyif (~3 s per run). #}
 ejabberd-package-daemon-start-blocked-during-install:
-  file.managed:
-    - name: /usr/sbin/policy-rc.d
-    - contents: |
-        #!/bin/sh
-        # xmpp-tool salt/ejabberd: no daemon starts while ejabberd is installed.
-        exit 101
-    - mode: '0755'
-    - unless: {{ installed }} || test -e /usr/sbin/policy-rc.d
+  cmd.run:
+    - name: {{ ("printf '#!/bin/sh\\n# " ~ marker ~ "\\nexit 101\\n' > " ~ policy ~ " && chmod 0755 " ~ policy) | json }}
+    - unless: {{ (installed ~ ' || test -e ' ~ policy) | json }}
 
 ejabberd-package-installed:
   pkg.installed:
@@ -20,11 +19,11 @@ ejabberd-package-installed:
     - refresh: False
     - install_recommends: False
     - require:
-      - file: ejabberd-package-daemon-start-blocked-during-install
+      - cmd: ejabberd-package-daemon-start-blocked-during-install
 
 ejabberd-package-daemon-start-unblocked:
-  file.absent:
-    - name: /usr/sbin/policy-rc.d
-    - onlyif: grep -q 'xmpp-tool salt/ejabberd' /usr/sbin/policy-rc.d
+  cmd.run:
+    - name: rm -f {{ policy }}
+    - onlyif: {{ ("grep -qs '" ~ marker ~ "' " ~ policy) | json }}
     - require:
       - pkg: ejabberd-package-installed

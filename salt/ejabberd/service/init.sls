@@ -21,7 +21,7 @@ ejabberd-service-running:
     - require:
       - cmd: ejabberd-config-systemd-reloaded
       - cmd: ejabberd-service-epmd-socket-rebound
-      - file: ejabberd-package-daemon-start-unblocked
+      - cmd: ejabberd-package-daemon-start-unblocked
     - watch:
       - file: ejabberd-config-node-name-and-distribution
       - file: ejabberd-config-erlang-cookie
