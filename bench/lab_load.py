@@ -52,7 +52,6 @@ import loadgen  # noqa: E402
 
 EJABBERD_NODES = ("ejabberd1", "ejabberd2")
 API = "http://127.0.0.1:5280/api"  # salt/ejabberd: admin_ip/admin_port (loopback only)
-CURL = ["curl", "-fsS", "-m", "30", "-X", "POST", "-H", "Content-Type: application/json"]
 
 
 class MachineLike(Protocol):
@@ -106,58 +105,109 @@ def lab_target(state_dir: Path, direct_tls: bool = False) -> Target:
 # ------------------------------------------------------------- accounts on the node
 
 
-def _api_loop(endpoint: str, tolerate: bool) -> str:
-    # One JSON document per stdin line, POSTed to the local ReST API: no secret argv.
-    fail = "true" if tolerate else "exit 1"
-    return (
-        "while IFS= read -r doc; do printf '%s' \"$doc\" | "
-        + " ".join(f"'{a}'" for a in CURL)
-        + f" --data-binary @- {API}/{endpoint} >/dev/null 2>&1 || {fail}; done"
+# Runs INSIDE the node with its python3 (curl is not installed there): one JSON
+# document per stdin line is POSTed to the local ReST API (loopback only), so no
+# password is ever on a command line; prints only counts, never a request.
+API_CLIENT = r"""
+import json, sys, urllib.error, urllib.request
+endpoint, tolerate = sys.argv[1], sys.argv[2] == "1"
+ok = failed = 0
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    req = urllib.request.Request(
+        "%s/%s" % (API, endpoint), data=line.strip().encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+        ok += 1
+    except (urllib.error.URLError, OSError) as e:
+        failed += 1
+        if not tolerate:
+            print("%s failed: %s" % (endpoint, getattr(e, "code", e)), file=sys.stderr)
+            sys.exit(1)
+print(json.dumps({"ok": ok, "failed": failed}))
+"""
+
+
+def _api(node: MachineLike, endpoint: str, docs: list[dict[str, str]], tolerate: bool) -> Any:
+    return node.run(
+        ["python3", "-c", f"API = {API!r}\n{API_CLIENT}", endpoint, "1" if tolerate else "0"],
+        input="".join(json.dumps(d) + "\n" for d in docs),
+        check=False,
+        timeout=300,
     )
 
 
 def register_users(seed: MachineLike, domain: str, users: Mapping[str, str]) -> None:
-    """(Re)create the accounts on the cluster (Mnesia replicates them)."""
-    gone = "".join(json.dumps({"user": u, "host": domain}) + "\n" for u in users)
-    seed.run(["sh", "-c", _api_loop("unregister", tolerate=True)], input=gone, timeout=300)
-    docs = "".join(
-        json.dumps({"user": u, "host": domain, "password": p}) + "\n" for u, p in users.items()
-    )
-    res = seed.run(
-        ["sh", "-c", _api_loop("register", tolerate=False)], input=docs, check=False, timeout=300
-    )
+    """(Re)create the accounts on the cluster (Mnesia replicates them).
+
+    Unregistering first also drops what earlier runs left in their archives and
+    offline queues (ejabberd bounces beyond max_user_offline_messages).
+    """
+    _api(seed, "unregister", [{"user": u, "host": domain} for u in users], tolerate=True)
+    docs = [{"user": u, "host": domain, "password": p} for u, p in users.items()]
+    res = _api(seed, "register", docs, tolerate=False)
     if res.returncode != 0:
-        # Output of the failing call is hidden on purpose (it would echo the request).
         raise loadgen.LoadError(
-            f"registering load accounts on {seed.name} via {API} failed", loadgen.EX_UNAVAILABLE
+            f"registering load accounts on {seed.name} via {API} failed: {res.stderr.strip()}",
+            loadgen.EX_UNAVAILABLE,
         )
 
 
 def unregister_users(seed: MachineLike, domain: str, users: list[str]) -> None:
-    gone = "".join(json.dumps({"user": u, "host": domain}) + "\n" for u in users)
-    seed.run(["sh", "-c", _api_loop("unregister", tolerate=True)], input=gone, timeout=300)
+    _api(seed, "unregister", [{"user": u, "host": domain} for u in users], tolerate=True)
 
 
 # ------------------------------------------------------------------- the node
 
 
-def kill_ejabberd(node: MachineLike) -> dict[str, Any]:
-    """SIGKILL every process of ejabberd.service, then keep it down.
+# A runtime drop-in (in /run, gone at reboot, removed again once the node is down):
+# Restart=no keeps the killed node down until Salt starts it (Debian's unit has
+# Restart=on-failure, RestartSec=5).  TimeoutStopSec: inside the nspawn machines
+# systemd gets no "cgroup empty" notification (cgroup v1 without a release agent),
+# so after the kill the unit would sit in "deactivating (stop-sigterm)" for
+# TimeoutSec=300 although no process is left; on a VM it goes down at once.
+KILL_DROPIN = "/run/systemd/system/ejabberd.service.d/zz-xmpp-tool-load.conf"
+KILL_DROPIN_TEXT = "[Service]\nRestart=no\nTimeoutStopSec=3\n"
 
-    systemd would restart it after RestartSec=5 (Debian's unit has Restart=on-failure);
-    ``systemctl stop`` during that wait cancels the restart without running ExecStop,
-    so the node stays dead until Salt starts it again.
-    """
-    before = node.run(["systemctl", "show", "-p", "MainPID", "--value", "ejabberd"]).stdout.strip()
+
+def prepare_kill(node: MachineLike) -> None:
+    """Install the runtime drop-in before the load starts (daemon-reload is not free)."""
+    node.run(
+        ["sh", "-c", f'mkdir -p "$(dirname {KILL_DROPIN})" && cat > {KILL_DROPIN}'],
+        input=KILL_DROPIN_TEXT,
+    )
+    node.run(["systemctl", "daemon-reload"])
+
+
+def undo_prepare_kill(node: MachineLike) -> None:
+    node.run(["rm", "-f", KILL_DROPIN], check=False)
+    node.run(["systemctl", "daemon-reload"], check=False)
+
+
+def kill_ejabberd(node: MachineLike, timeout: float = 60.0) -> dict[str, Any]:
+    """SIGKILL every process of ejabberd.service (beam.smp and its helpers); wait
+    until systemd has the unit down; it stays down (see KILL_DROPIN)."""
+    main = node.run(["systemctl", "show", "-p", "MainPID", "--value", "ejabberd"])
     t = time.monotonic()
     node.run(["systemctl", "kill", "--signal=SIGKILL", "ejabberd"])
-    node.run(["systemctl", "stop", "ejabberd"], check=False)
-    state = node.run(["systemctl", "is-active", "ejabberd"], check=False).stdout.strip()
-    beams = node.run(["pgrep", "-u", "ejabberd", "beam"], check=False).stdout.split()
+    killed_s = time.monotonic() - t
+    state = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = node.run(["systemctl", "is-active", "ejabberd"], check=False).stdout.strip()
+        if state not in ("active", "deactivating", "activating", "reloading"):
+            break
+        time.sleep(0.5)
+    beams = node.run(["pgrep", "-x", "beam.smp"], check=False).stdout.split()
+    undo_prepare_kill(node)
     return {
         "node": node.name,
-        "main_pid_before": before,
-        "kill_seconds": round(time.monotonic() - t, 3),
+        "main_pid_before": main.stdout.strip(),
+        "kill_seconds": round(killed_s, 3),
+        "unit_down_seconds": round(time.monotonic() - t, 1),
         "state_after": state,
         "beam_left": beams,
     }
@@ -253,6 +303,8 @@ def run_lab_load(
     }
     cfg = _config(spec, target, password)
     kill_info: dict[str, Any] = {}
+    if failover:
+        prepare_kill(machines[spec.kill_node])
     gen_box: list[loadgen.LoadGen] = []
 
     def setup(gen: loadgen.LoadGen) -> None:
@@ -282,6 +334,8 @@ def run_lab_load(
                 "lost_ids": again.lost_ids[:100],
             }
     finally:
+        if failover and not kill_info:
+            undo_prepare_kill(machines[spec.kill_node])  # the kill never ran
         if not spec.keep_users:
             unregister_users(seed, target.domain, list(users))
     return report

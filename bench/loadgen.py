@@ -286,7 +286,7 @@ class Sender(slixmpp.ClientXMPP):
         if peer and str(peer[0]) not in self.gen.allowed_addrs:
             self.fatal = f"connected to unexpected address {peer[0]}"
             self.closing = True
-            self.abort()
+            self._drop()
 
     def _on_sm_enabled(self, _event: Any) -> None:
         # A new session (first login, or a reconnect whose resumption failed):
@@ -368,11 +368,22 @@ class Sender(slixmpp.ClientXMPP):
         if isinstance(exc, ssl.SSLCertVerificationError):
             self._give_up(f"TLS certificate not trusted by {self.gen.cfg.cafile}: {exc}")
 
+    def _drop(self) -> None:
+        """Drop the connection now.  Not slixmpp's abort(): it calls close() and then
+        abort() on the transport, and an asyncio TLS transport's abort() after close()
+        raises AttributeError (slixmpp 1.17.0)."""
+        transport = self.transport
+        if transport is not None:
+            try:
+                transport.abort()
+            except Exception as exc:  # already closing
+                log.debug("abort: %s", exc)
+
     def _give_up(self, why: str) -> None:
         self.fatal = why
         self.closing = True
         self.cancel_connection_attempt()
-        self.abort()
+        self._drop()
         self.changed.set()
 
     # -- sending
@@ -430,7 +441,7 @@ class Sender(slixmpp.ClientXMPP):
                 self.not_ready_since = now
                 self.gen.event("stalled", sender=self.index, phase="login")
                 if self.transport is not None:
-                    self.abort()
+                    self._drop()
                 else:
                     self.cancel_connection_attempt()
                     self.connect(self.gen.cfg.host, self.gen.cfg.port)
@@ -439,7 +450,7 @@ class Sender(slixmpp.ClientXMPP):
         if self.inflight and now - self.last_progress > stall:
             self.last_progress = now
             self.gen.event("stalled", sender=self.index, phase="ack")
-            self.abort()
+            self._drop()
 
     async def close(self) -> None:
         self.closing = True
@@ -448,7 +459,7 @@ class Sender(slixmpp.ClientXMPP):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.disconnect(wait=2.0), timeout=5.0)
         if self.transport is not None:
-            self.abort()
+            self._drop()
 
 
 class Reader(slixmpp.ClientXMPP):
