@@ -119,7 +119,7 @@ CHECKOUT_IN_MACHINE = "/srv/xmpp-tool"
 # Runs inside mmdebstrap's customize phase; $1 is the rootfs.
 CUSTOMIZE = r"""
 set -eu
-root="$1"
+root="$1" uvcache="$2"
 run() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
           PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
           DEBIAN_FRONTEND=noninteractive "$@"; }
@@ -127,8 +127,17 @@ phase() { echo "[customize $(date +%T)] $*" >&2; }
 run update-ca-certificates >/dev/null 2>&1
 phase "salt venv"
 run python3 -m venv /opt/salt
+# uv (copied in from the host's cache by the harness) downloads in parallel: pip took
+# 4-6 minutes for Salt's ~100 packages through this network, uv about one.  Its cache
+# is the host's .cache/machines/uv-cache, shared by parallel and later builds.
+mkdir -p "$root/var/cache/uv"
+mount --bind "$uvcache" "$root/var/cache/uv"
+trap 'umount "$root/var/cache/uv"' EXIT
 # timelib's generated parser takes a minute to compile at -O2; its speed is irrelevant here.
-run env CFLAGS="-O0 -g0" /opt/salt/bin/pip install -q --no-cache-dir @PIP@
+run env CFLAGS="-O0 -g0" SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    UV_CACHE_DIR=/var/cache/uv /usr/local/bin/uv pip install -q --python /opt/salt/bin/python @PIP@
+umount "$root/var/cache/uv"; trap - EXIT
+rmdir "$root/var/cache/uv"; rm -f "$root/usr/local/bin/uv"
 ln -sf /opt/salt/bin/salt-call "$root/usr/local/bin/salt-call"
 phase "purge compiler, pre-stage role packages"
 run apt-get purge -y -q --autoremove @BUILD@ >/dev/null
@@ -173,6 +182,25 @@ def host_ca_certs() -> list[Path]:
     return sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
 
 
+UV_VERSION = "0.13.9"
+UV_DIR = CACHE / f"uv-{UV_VERSION}"
+UV_CACHE = CACHE / "uv-cache"
+
+
+def uv_binary() -> Path:
+    """uv for the rootfs builds, pip-installed once into .cache/machines."""
+    uv = UV_DIR / "bin" / "uv"
+    with _lock:
+        if uv.exists():
+            return uv
+        tmp = UV_DIR.with_name(UV_DIR.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        sh(sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp),
+           f"uv=={UV_VERSION}")
+        tmp.rename(UV_DIR)
+        return uv
+
+
 def customize_script() -> str:
     return (CUSTOMIZE.replace("@PIP@", " ".join(shlex.quote(p) for p in PIP_PACKAGES))
             .replace("@BUILD@", " ".join(BUILD_PACKAGES))
@@ -182,7 +210,7 @@ def customize_script() -> str:
 def rootfs_key(release: str) -> str:
     """Hash of everything that goes into the rootfs of ``release``."""
     h = hashlib.sha256()
-    for part in (release, *MIRRORS[release], *BASE_PACKAGES, *BUILD_PACKAGES,
+    for part in (release, UV_VERSION, *MIRRORS[release], *BASE_PACKAGES, *BUILD_PACKAGES,
                  *all_role_packages(), *PIP_PACKAGES, customize_script()):
         h.update(part.encode() + b"\0")
     for cert in host_ca_certs():
@@ -213,16 +241,19 @@ def build_rootfs(release: str) -> Path:
         hook = Path(td) / "customize.sh"
         hook.write_text(customize_script())
         certs = [str(c) for c in host_ca_certs()]
-        copy_certs = ([f"copy-in {' '.join(map(shlex.quote, certs))} "
-                       "/usr/local/share/ca-certificates/"] if certs else [])
+        copy_in = [f"copy-in {shlex.quote(str(uv_binary()))} /usr/local/bin/"]
+        if certs:
+            copy_in.append(f"copy-in {' '.join(map(shlex.quote, certs))} "
+                           "/usr/local/share/ca-certificates/")
+        UV_CACHE.mkdir(parents=True, exist_ok=True)
         cmd = [
             "mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory",
             "--quiet",
             "--include=" + ",".join(BASE_PACKAGES + BUILD_PACKAGES),
             "--skip=cleanup/apt/lists,cleanup/apt/cache",
             "--aptopt=APT::Install-Recommends \"false\"",
-            *[f"--customize-hook={c}" for c in copy_certs],
-            f"--customize-hook=sh {shlex.quote(str(hook))} \"$1\"",
+            *[f"--customize-hook={c}" for c in copy_in],
+            f"--customize-hook=sh {shlex.quote(str(hook))} \"$1\" {shlex.quote(str(UV_CACHE))}",
             release, str(tmp), *MIRRORS[release],
         ]
         log(f"building {release} rootfs -> {final.name}")
@@ -459,9 +490,17 @@ class ApplyResult:
     def ok(self) -> bool:
         return self.returncode == 0 and not self.errors and not self.failed and bool(self.states)
 
+    def slowest(self, n: int = 3) -> list[tuple[str, float]]:
+        """The n slowest states: (state id, seconds)."""
+        durations = [(st.get("__id__", sid), float(st.get("duration") or 0) / 1000)
+                     for sid, st in self.states.items()]
+        return sorted(durations, key=lambda d: d[1], reverse=True)[:n]
+
     def summary(self) -> str:
+        slow = ", ".join(f"{sid} {sec:.1f}" for sid, sec in self.slowest())
         return (f"rc={self.returncode} states={len(self.states)} changed={len(self.changed)} "
-                f"failed={len(self.failed)} errors={len(self.errors)} {self.seconds:.1f} s")
+                f"failed={len(self.failed)} errors={len(self.errors)} {self.seconds:.1f} s "
+                f"(slowest: {slow})")
 
     def describe_failures(self) -> str:
         lines = [self.summary(), *self.errors]
