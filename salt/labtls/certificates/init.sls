@@ -38,6 +38,10 @@ labtls-{{ domain }}-certificate-signed-by-lab-ca:
     - basicConstraints: 'critical, CA:false'
     - keyUsage: 'critical, digitalSignature, keyEncipherment'
     - extendedKeyUsage: 'serverAuth, clientAuth'
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a leaf without an Authority
+    # Key Identifier is rejected ("Missing Authority Key Identifier").
+    - subjectKeyIdentifier: hash
+    - authorityKeyIdentifier: keyid:always
     - days_valid: {{ labtls.days_valid }}
     - days_remaining: {{ labtls.days_remaining }}
     - user: root
