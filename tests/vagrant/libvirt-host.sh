@@ -47,7 +47,10 @@ start() {
     local xml=/usr/share/libvirt/networks/default.xml
     virsh -q net-define "$xml" >/dev/null
   fi
-  if ! virsh -q net-info default | grep -qE '^Active: +yes'; then
+  # (output captured first: `grep -q` closing the pipe early fails under pipefail)
+  local info
+  info=$(virsh net-info default)
+  if ! grep -qE '^Active: +yes' <<<"$info"; then
     log "starting network default"
     virsh -q net-start default >/dev/null
   fi
@@ -57,7 +60,8 @@ start() {
     virsh -q pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
     virsh -q pool-build default >/dev/null 2>&1 || true
   fi
-  if ! virsh -q pool-info default | grep -qE '^State: +running'; then
+  info=$(virsh pool-info default)
+  if ! grep -qE '^State: +running' <<<"$info"; then
     virsh -q pool-start default >/dev/null
   fi
 }
