@@ -178,6 +178,43 @@ def _wait_ready(
     )
 
 
+def _make_workdir(prefix: str) -> Path:
+    """A private temporary directory, on tmpfs (/dev/shm) when there is one: the
+    servers fsync every archived message, which on a disk costs ~10-30 ms each."""
+    shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp directory inside it
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+class _Watchdog:
+    """Kills a server's process group and removes its directory if we die first.
+
+    A ``sh`` in its own session blocks reading a pipe whose only writer is this
+    process; when this process ends in any way (even SIGKILL) the read returns and
+    the shell cleans up.  A normal stop kills the watchdog first.
+    """
+
+    def __init__(self, pgid: int, workdir: Path) -> None:
+        script = (
+            'read _ignored; kill -s TERM -- "-$1" 2>/dev/null; sleep 5; '
+            'kill -s KILL -- "-$1" 2>/dev/null; rm -rf -- "$2"'
+        )
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", script, "xt-watchdog", str(pgid), str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def disarm(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+
 def _stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the process group (it was started in a new session), then SIGKILL."""
     if proc.poll() is not None:
@@ -289,6 +326,7 @@ class XmppServer:
     log: Path = field(repr=False)  # main log file, for diagnostics
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
     startup_seconds: float = field(default=0.0, compare=False)
+    watchdog: _Watchdog | None = field(default=None, repr=False, compare=False)
 
     def jid(self, user: str) -> str:
         return f"{user}@{self.domain}"
@@ -316,6 +354,11 @@ class XmppServer:
         raise NotImplementedError(f"offline_count is not available on {self.kind}")
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL to its process group) and remove
+        its directory.  Idempotent."""
+        if self.watchdog is not None:
+            self.watchdog.disarm()
+            self.watchdog = None
         if self.proc is not None:
             _stop_process(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -343,6 +386,8 @@ class ProsodyServer(XmppServer):
 @dataclass
 class EjabberdServer(XmppServer):
     node: str = field(default="", repr=False)
+    dist_port: int = field(default=0, repr=False)
+    erl: str = field(default="erl", repr=False)
     ctl_args: list[str] = field(default_factory=list, repr=False)
     run_user: str | None = field(default=None, repr=False)
     ctl_env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -356,6 +401,23 @@ class EjabberdServer(XmppServer):
             user=self.run_user,
             cwd=self.workdir,
         )
+
+    def rpc(self, expr: str, timeout: float = 60.0) -> str:
+        """Evaluate an Erlang expression on the server node (bound: ``Node``) from a
+        hidden node, the way ejabberdctl connects (same cookie, port, no epmd);
+        returns the result printed with ~p."""
+        code = f"Node = '{self.node}', R = ({expr}), io:format(\"~p~n\", [R]), halt()."
+        res = _run(
+            [
+                self.erl, "-sname", f"xt-rpc-{secrets.token_hex(4)}@localhost", "-hidden",
+                "-noshell", "-noinput", "-erl_epmd_port", str(self.dist_port),
+                "-start_epmd", "false", "-dist_listen", "false", "-eval", code,
+            ],
+            timeout=timeout, env=self.ctl_env, user=self.run_user, cwd=self.workdir,
+        )  # fmt: skip
+        if res.returncode != 0:
+            raise ServerError(f"erl rpc {expr!r} failed: {res.stdout} {res.stderr}".strip())
+        return res.stdout.strip()
 
     def register(self, user: str, password: str) -> str:
         return self.register_many({user: password})[0]
@@ -444,7 +506,7 @@ def start_prosody(ca: TestCA, domain: str = "prosody.test", attempts: int = 3) -
     last: ServerError | None = None
     for _ in range(attempts):  # a free port may be taken between choosing and binding
         t0 = time.monotonic()
-        workdir = Path(tempfile.mkdtemp(prefix="xt-prosody-"))
+        workdir = _make_workdir("xt-prosody-")
         try:
             data = workdir / "data"
             certs = workdir / "certs"
@@ -495,6 +557,7 @@ def start_prosody(ca: TestCA, domain: str = "prosody.test", attempts: int = 3) -
                 proc=proc,
                 config=config,
                 prosodyctl=bins["prosodyctl"],
+                watchdog=_Watchdog(proc.pid, workdir),
             )
             try:
                 _wait_ready(proc, LOOPBACK, domain, port, tls_port, ca.cafile, log, "prosody")
@@ -537,7 +600,7 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
     last: ServerError | None = None
     for attempt in range(attempts):
         t0 = time.monotonic()
-        workdir = Path(tempfile.mkdtemp(prefix="xt-ejabberd-"))
+        workdir = _make_workdir("xt-ejabberd-")
         try:
             spool, logs = workdir / "spool", workdir / "logs"
             spool.mkdir()
@@ -576,12 +639,15 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
             # ejabberdctl points ERL_INETRC at the config dir; without the file every
             # erl prints an error report.
             (workdir / "inetrc").write_text("{lookup, [file, native]}.\n")
-            # vm.args is passed with -args_file to every erl ejabberdctl starts: the
-            # cookie stays off the command line; distribution only on loopback.
-            vmargs = workdir / "vm.args"
-            fd = os.open(vmargs, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # A private cookie in $HOME/.erlang.cookie (HOME is the workdir for the
+            # server and for every ejabberdctl call): -setcookie, even in vm.args,
+            # would end up on beam's command line.
+            cookie_file = workdir / ".erlang.cookie"
+            fd = os.open(cookie_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
             with os.fdopen(fd, "w") as f:
-                f.write(f"-setcookie {cookie}\n-kernel inet_dist_use_interface {{127,0,0,1}}\n")
+                f.write(cookie)
+            # vm.args goes to every erl ejabberdctl starts: distribution on loopback only.
+            (workdir / "vm.args").write_text("-kernel inet_dist_use_interface {127,0,0,1}\n")
             if run_user:
                 pw = pwd.getpwnam(run_user)
                 for p in [workdir, *workdir.rglob("*")]:
@@ -625,9 +691,12 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
                 log=log,
                 proc=proc,
                 node=node,
+                dist_port=dist_port,
+                erl=bins["erl"],
                 ctl_args=ctl_args,
                 run_user=run_user,
                 ctl_env=env,
+                watchdog=_Watchdog(proc.pid, workdir),
             )
             try:
                 _wait_ready(proc, LOOPBACK, domain, port, tls_port, ca.cafile, log, "ejabberd")
@@ -637,6 +706,7 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
                         f"ejabberdctl status: {status.returncode} {status.stdout.strip()} "
                         f"{status.stderr.strip()}"
                     )
+                _ejabberd_tables_in_ram(server)
             except ServerError as exc:
                 server.stop()
                 last = exc
@@ -649,6 +719,27 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
     if last is None:
         last = ServerError("could not pick distinct free ports")
     raise last
+
+
+# Tables that hold one entry per message under the user's key (Mnesia bags).  As
+# ejabberd creates them, disc_only_copies (dets), every insert rewrites the user's
+# whole bucket: 1,000 messages to one user took 14 s, 4,000 took 300 s (quadratic).
+# disc_copies keeps them in RAM (plus Mnesia's disk log): linear.  ejabberd 23.01's
+# documented knob (an ejabberd.schema file in the spool) is ignored when a table is
+# first created (ejabberd_mnesia:do_create/4 passes the default definition), so the
+# fresh, still empty tables are converted once the node runs.
+EJABBERD_RAM_TABLES = ("archive_msg", "offline_msg")
+
+
+def _ejabberd_tables_in_ram(server: EjabberdServer) -> None:
+    tables = ", ".join(EJABBERD_RAM_TABLES)
+    out = server.rpc(
+        "[rpc:call(Node, mnesia, change_table_copy_type, [T, Node, disc_copies])"
+        f" || T <- [{tables}]]"
+    )
+    results = re.findall(r"\{atomic,ok\}|already_exists", out)
+    if len(results) != len(EJABBERD_RAM_TABLES):
+        raise ServerError(f"ejabberd: cannot move Mnesia tables {tables} to RAM: {out}")
 
 
 def start(kind: str, ca: TestCA) -> XmppServer:
@@ -692,6 +783,13 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         if kind not in ("prosody", "ejabberd"):
             parser.error(f"unknown server kind {kind!r} (prosody, ejabberd)")
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Also when started in the background (where SIGINT is ignored) or by `timeout`.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     with running_servers(*kinds) as servers:
         for s in servers.values():
             print(

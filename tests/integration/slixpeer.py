@@ -206,6 +206,30 @@ class Peer(slixmpp.ClientXMPP):
             await asyncio.wait_for(asyncio.gather(*pending), self._timeout * 3)
         return count
 
+    async def set_archiving(self, default: str) -> None:
+        """XEP-0313 preferences: ``always``, ``roster`` or ``never`` (slixmpp 1.17
+        has no API for it).  A seeding sender with ``never`` spares the server half
+        of the archive writes."""
+        from xml.etree import ElementTree as ET
+
+        iq: Any = self.make_iq_set()
+        iq.append(ET.Element("{urn:xmpp:mam:2}prefs", {"default": default}))
+        await iq.send(timeout=self._timeout)
+
+    async def seed(self, to: str, count: int, prefix: str = "seed") -> int:
+        """Put ``count`` chat messages in ``to``'s archive quickly (bodies
+        ``f"{prefix} {i}"``, i from 0), with this account's own archiving off.
+
+        ejabberd's Mnesia archive is a bag per user: each insert costs O(messages
+        already there), so 10,000 messages take about a minute on a quiet machine
+        (prosody + SQLite: ~5 ms per message).
+        """
+        await self.set_archiving("never")
+        try:
+            return await self.send_many(to, (f"{prefix} {i}" for i in range(count)))
+        finally:
+            await self.set_archiving("always")
+
     async def archive(
         self, with_jid: str | None = None, page: int = 250
     ) -> AsyncIterator[tuple[str, str, str]]:
