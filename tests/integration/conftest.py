@@ -35,12 +35,21 @@ from servers import (
 from servers import free_port as _free_port
 
 SERVER_FIXTURES = frozenset({"prosody_server", "ejabberd_server", "xmpp_server"})
+STARTED: list[XmppServer] = []  # for the start-up times in the terminal summary
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for server in STARTED:
+        terminalreporter.write_line(
+            f"test server {server.kind} ({server.domain}, STARTTLS {server.server}, "
+            f"direct TLS {server.tls_server}) started in {server.startup_seconds:.1f} s"
+        )
 
 
 def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -72,6 +81,7 @@ def prosody_server(test_ca: TestCA) -> Iterator[ProsodyServer]:
         server = start_prosody(test_ca)
     except ServerError as exc:
         pytest.fail(f"prosody test server did not start: {exc}", pytrace=False)
+    STARTED.append(server)
     try:
         yield server
     finally:
@@ -85,6 +95,7 @@ def ejabberd_server(test_ca: TestCA) -> Iterator[EjabberdServer]:
         server = start_ejabberd(test_ca)
     except ServerError as exc:
         pytest.fail(f"ejabberd test server did not start: {exc}", pytrace=False)
+    STARTED.append(server)
     try:
         yield server
     finally:

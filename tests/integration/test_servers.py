@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 
 import pytest
 import slixmpp
-from servers import EjabberdServer, ProsodyServer, XmppServer, _stream_features
+from servers import (
+    EjabberdServer,
+    ProsodyServer,
+    ServerError,
+    XmppServer,
+    _stream_features,
+    _which,
+)
 from slixpeer import Peer, PeerError, peer_for
 
 T = TypeVar("T")
@@ -49,7 +56,10 @@ def peer(pair: Pair, jid: str, **kwargs: Any) -> Peer:
 # --------------------------------------------------------------------- listeners
 
 
-def test_fixture_describes_a_loopback_server(xmpp_server: XmppServer) -> None:
+def test_fixture_describes_a_loopback_server(
+    xmpp_server: XmppServer, request: pytest.FixtureRequest
+) -> None:
+    assert request.node.get_closest_marker("servers") is not None  # added by conftest
     assert xmpp_server.kind in ("prosody", "ejabberd")
     assert xmpp_server.domain == f"{xmpp_server.kind}.test"
     assert xmpp_server.host == "127.0.0.1"
@@ -85,6 +95,11 @@ def test_certificate_names_the_domain_and_chains_to_the_ca(
         else:
             with pytest.raises(ssl.SSLCertVerificationError):
                 ctx.wrap_socket(raw, server_hostname=s.domain)
+
+
+def test_missing_program_is_a_clear_error() -> None:
+    with pytest.raises(ServerError, match=r"missing program\(s\) no-such-xmpp-server.*apt-get"):
+        _which(("no-such-xmpp-server",))
 
 
 def test_free_port_refuses_connections(free_port: int) -> None:
