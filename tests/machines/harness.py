@@ -45,12 +45,14 @@ from typing import Any
 CHECKOUT = Path(__file__).resolve().parents[2]
 CACHE = CHECKOUT / ".cache" / "machines"
 ROOTFS_DIR = CACHE / "rootfs"
-RUN_DIR = CACHE / "run"  # overlays and logs of running machines; `down` empties it
-STATE_DIR = RUN_DIR / "state"  # default state dir for `up`/`apply` by hand
 
 # Every kernel object the harness creates carries this prefix, so `down` can
-# find leftovers of an interrupted run.
-PREFIX = "xtlab"
+# find leftovers of an interrupted run.  Another prefix and subnet (environment
+# XTLAB_PREFIX, XTLAB_SUBNET="10.213.57") give a second lab that coexists.
+PREFIX = os.environ.get("XTLAB_PREFIX", "xtlab")
+RUN_DIR = CACHE / ("run" if PREFIX == "xtlab" else f"run-{PREFIX}")  # `down` empties it
+STATE_DIR = RUN_DIR / "state"  # default state dir for `up`/`apply` by hand
+APPLY_LOG = CACHE / "apply.log"  # one line per state.apply: what took how long
 BRIDGE_NS = f"{PREFIX}-br"
 BRIDGE = "br0"
 HOST_IF = f"{PREFIX}0"  # host side of the host<->bridge veth (root netns)
@@ -60,7 +62,7 @@ HOST_IF = f"{PREFIX}0"  # host side of the host<->bridge veth (root netns)
 # them into its own /24 (same last octet) and says so in overrides.sls, so the
 # machines cannot collide with a real 192.168.56.0/24 host-only network.
 NETWORK_JSON = CHECKOUT / "pillar" / "lab" / "network.json"
-SUBNET = "10.213.56"
+SUBNET = os.environ.get("XTLAB_SUBNET", "10.213.56")
 HOST_ADDR = f"{SUBNET}.1"
 DEFAULT_HOSTS = {"prosody": 10, "ejabberd1": 11, "ejabberd2": 12, "lb": 13}
 
@@ -423,7 +425,10 @@ class Machine:
         res = self.run(cmd, check=False)
         result = ApplyResult.parse(self.name, res, time.monotonic() - t0)
         self.applies.append(result)
-        log(f"{self.name}: {result.summary()}")
+        line = f"{self.release} {self.name}: {result.summary()}"
+        log(line)
+        with _lock, APPLY_LOG.open("a") as f:
+            f.write(f"{time.strftime('%F %T')} {line}\n")
         return result
 
 

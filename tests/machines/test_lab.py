@@ -49,8 +49,8 @@ def test_second_apply_changes_nothing(lab: LabRun) -> None:
 def test_infra(lab: LabRun, machine: str) -> None:
     """tests/infra, run inside the machine by the salt venv's pytest (--hosts=local://)."""
     res = lab.lab[machine].run(
-        ["python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "--hosts=local://",
-         f"{harness.CHECKOUT_IN_MACHINE}/tests/infra"],
+        f"cd {harness.CHECKOUT_IN_MACHINE} && "
+        "python -m pytest -p no:cacheprovider -q --hosts=local:// tests/infra",
         env={"PYTHONDONTWRITEBYTECODE": "1", "XMPP_TOOL_MINION_ID": machine},
         check=False, timeout=600)
     assert res.returncode == 0, f"{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
