@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import secrets
 import sys
@@ -431,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 64
+    # slixmpp/asyncio chatter about dropped connections is expected during a failover.
+    logging.basicConfig(level=logging.CRITICAL)
     if os.geteuid() != 0:
         print("lab_load: must run as root (nspawn machines)", file=sys.stderr)
         return 77
