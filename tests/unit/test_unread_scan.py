@@ -96,3 +96,44 @@ def test_messages_after_the_first_pass_are_not_listed() -> None:
     scan.feed(0, inc("1", "a@x"))
     assert scan.is_unread(0, inc("1", "a@x"))
     assert not scan.is_unread(1, inc("2", "a@x"))  # arrived between the passes
+
+
+def test_first_pass_candidates_drop_what_a_later_reply_covers() -> None:
+    scan = Scan({})
+    a1, a2 = inc("1", "a@x"), inc("3", "a@x")
+    scan.feed(0, a1)
+    assert scan.may_be_unread(0, a1)
+    scan.feed(1, out("2", "a@x"))
+    scan.feed(2, a2)
+    assert not scan.may_be_unread(0, a1)  # answered since
+    assert scan.may_be_unread(2, a2)
+
+
+def test_extract_reads_a_mam_result() -> None:
+    import xml.etree.ElementTree as ET
+
+    from xmpp_tool.unread import extract
+
+    def result(sender: str, to: str) -> ET.Element:
+        return ET.fromstring(  # noqa: S314 - a constant written here
+            "<result xmlns='urn:xmpp:mam:2' id='sid-1'>"
+            "<forwarded xmlns='urn:xmpp:forward:0'>"
+            "<delay xmlns='urn:xmpp:delay' stamp='2026-01-02T03:04:05.5Z'/>"
+            f"<message xmlns='jabber:client' type='chat' from='{sender}' to='{to}'>"
+            "<body>hi</body></message></forwarded></result>"
+        )
+
+    class Result:
+        def __init__(self, el: ET.Element) -> None:
+            self.xml = el
+
+        def __getitem__(self, key: str) -> Result:
+            assert key == "mam_result"
+            return self
+
+    got = extract(Result(result("Alice@Example.org/phone", "me@example.org/x")),
+                  "me@example.org")
+    assert (got.aid, got.kind, got.contact, got.body) == ("sid-1", "in", "alice@example.org", "hi")
+    assert got.timestamp == datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)
+    mine = extract(Result(result("me@example.org/x", "alice@example.org")), "me@example.org")
+    assert (mine.kind, mine.contact, mine.body) == ("out", "alice@example.org", "")
