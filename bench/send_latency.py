@@ -174,7 +174,7 @@ def main() -> int:
                     f"| {kind} | {name} | {mean * 1000:.0f} ± {sd * 1000:.0f} ms "
                     f"| {median * 1000:.0f} ms | {ratio} | {goal} |"
                 )
-    print("\n| server | client | mean ± σ | median | ratio to go-sendxmpp | goal |")
+    print("\n| server | client | mean ± sd | median | ratio to go-sendxmpp | goal |")
     print("|---|---|---|---|---|---|")
     print("\n".join(table))
     return 0
