@@ -123,6 +123,9 @@ def bench_server(
     try:
         env = {**os.environ, "XMPP_TOOL_PASSWORD": password}
         env.pop("SSL_CERT_FILE", None)  # only go-sendxmpp gets it, on its own command
+        # As on a user's machine: Python may cache bytecode (this sandbox sets
+        # PYTHONDONTWRITEBYTECODE=1, which recompiles the editable xmpp_tool each run).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         chosen = [c for c in clients(server, sender, password, rcpt, tmp, direct_tls)
                   if c.name in only]  # fmt: skip
         for c in chosen:

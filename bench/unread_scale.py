@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Unread at scale: ``xmpp-tool unread`` with 1,000 and 10,000 archived unread
+messages (issue 5, part 2).
+
+Starts throwaway prosody and ejabberd servers on loopback (the integration tests'
+``tests/integration/servers.py``), and for each size N registers a fresh reader and
+sender, puts N chat messages in the reader's archive with a plain slixmpp client
+(acknowledged by the server, XEP-0198), then measures, REPEAT times each:
+
+* ``xmpp-tool -J unread``    (all N listed, one JSON object per line)
+* ``xmpp-tool unread -c``    (only the count)
+
+wall time (median) and peak RSS (max, from wait4's rusage) of the whole process.
+The output is checked (N lines, count N) so a fast wrong answer cannot pass.
+
+Goals (issue 5): <= 3 s at 10,000; cost per message at 10,000 <= 1.2x that at
+1,000; RSS <= 100 MB.  Prints a Markdown table; ``--json FILE`` saves the raw
+figures, ``--plot FILE.png`` draws time against N (needs matplotlib).
+
+Needs prosody/ejabberd as for the integration tests, root for ejabberd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+from servers import XmppServer, running_servers  # noqa: E402
+from slixpeer import peer_for  # noqa: E402
+
+XMPP_TOOL = Path(sys.executable).parent / "xmpp-tool"
+
+
+@dataclass
+class Row:
+    server: str
+    command: str
+    n: int
+    wall_s: float  # median
+    walls: list[float]
+    peak_rss_mb: float  # max over the repeats
+    seed_s: float
+
+
+def machine() -> str:
+    return f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+
+
+def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, str, int]:
+    """(wall seconds, peak RSS MiB, stdout, exit status) of one run."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode()
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv[-2:]} exited {proc.returncode}: {err.read().decode()[-500:]}")
+    return wall, usage.ru_maxrss / 1024, text, proc.returncode
+
+
+def seed(server: XmppServer, sender: str, password: str, reader: str, n: int) -> float:
+    async def run() -> None:
+        async with peer_for(server, sender.split("@")[0], password) as peer:
+            sent = await peer.seed(reader, n, prefix="scale")
+            assert sent == n
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - t0
+
+
+def bench(server: XmppServer, n: int, repeat: int) -> list[Row]:
+    password = secrets.token_urlsafe(16)
+    tag = secrets.token_hex(3)
+    sender, reader = server.register_many(
+        {f"scale{n}s{tag}": password, f"scale{n}r{tag}": password}
+    )
+    seed_s = seed(server, sender, password, reader, n)
+    print(f"{server.kind}: {n} messages archived in {seed_s:.1f} s", flush=True)
+    env = {**os.environ, "XMPP_TOOL_PASSWORD": password}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as on a user's machine
+    base = [str(XMPP_TOOL), "-C", str(server.cafile), "-s", server.server, "-u", reader]
+    rows = []
+    for name, argv, check in (
+        ("unread -J", [*base, "-J", "unread"], lambda out: len(out.splitlines()) == n),
+        ("unread -c", [*base, "unread", "-c"], lambda out: out.strip() == str(n)),
+    ):
+        walls, rss = [], []
+        for _ in range(repeat):
+            wall, peak, out, _ = measure(argv, env)
+            if not check(out):
+                raise SystemExit(f"{server.kind} {name}: wrong output for {n}: {out[:200]!r}")
+            walls.append(wall)
+            rss.append(peak)
+        rows.append(Row(server.kind, name, n, statistics.median(walls), walls, max(rss), seed_s))
+        print(f"  {name}: median {rows[-1].wall_s:.2f} s, peak RSS {max(rss):.0f} MB",
+              flush=True)  # fmt: skip
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| server | command | messages | wall (median) | per message | peak RSS "
+        "| per-message cost vs smallest N | goal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        small = [x for x in rows if x.server == r.server and x.command == r.command]
+        first = min(small, key=lambda x: x.n)
+        ratio = ""
+        if r.n != first.n:
+            ratio = f"{(r.wall_s / r.n) / (first.wall_s / first.n):.2f}x"
+        goal = ""
+        if r.n >= 10_000:
+            goal = "<= 3 s, ratio <= 1.2x, RSS <= 100 MB"
+        lines.append(
+            f"| {r.server} | {r.command} | {r.n:,} | {r.wall_s:.2f} s "
+            f"| {r.wall_s / r.n * 1e6:.0f} µs | {r.peak_rss_mb:.0f} MB | {ratio} | {goal} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib (pip install matplotlib)") from None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in sorted({(r.server, r.command) for r in rows}):
+        pts = sorted((r.n, r.wall_s) for r in rows if (r.server, r.command) == key)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=" ".join(key))
+    ax.axhline(3.0, linestyle="--", color="grey", label="goal at 10,000 (3 s)")
+    ax.set_xlabel("archived unread messages")
+    ax.set_ylabel("wall time (s, median)")
+    ax.set_title("xmpp-tool unread")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Example: sudo .venv/bin/python bench/unread_scale.py --plot docs/unread.png",
+    )
+    parser.add_argument("--servers", nargs="+", default=["prosody", "ejabberd"],
+                        choices=["prosody", "ejabberd"], help="default: both")  # fmt: skip
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000],
+                        help="archive sizes (default: 1000 10000)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="runs per command (default 3)")
+    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument("--plot", type=Path, help="write a PNG of time against size")
+    args = parser.parse_args()
+    if not XMPP_TOOL.exists():
+        parser.error(f"{XMPP_TOOL} not found: run with the project's .venv/bin/python")
+    if any(n < 1 for n in args.sizes) or args.repeat < 1:
+        parser.error("sizes and --repeat must be positive")
+    print(f"machine: {machine()}")
+    rows: list[Row] = []
+    with running_servers(*args.servers) as servers:
+        for kind in args.servers:
+            for n in sorted(args.sizes):
+                rows.extend(bench(servers[kind], n, args.repeat))
+    print()
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
+    if args.plot:
+        plot(rows, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
