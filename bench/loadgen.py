@@ -938,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not (args.server and args.domain and args.cafile):
                     raise LoadError("--server, --domain and --cafile are required", EX_USAGE)
                 host, port = _host_port(args.server)
+                check_target(host, args.allow_net)  # before anything else is read
                 domain, cafile = args.domain, args.cafile
                 if not cafile.is_file():
                     raise LoadError(f"--cafile {cafile}: no such file", EX_USAGE)
