@@ -76,20 +76,24 @@ if [ -x "$VENV/bin/salt-call" ] && [ "$(cat "$VENV/.pins" 2>/dev/null)" = "$stam
   log "Salt already installed ($stamp)"
 else
   if [ "$configure_only" = 1 ]; then log "salt-call found elsewhere; installing the pinned Salt anyway"; fi
-  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
   rm -rf "$VENV"
-  python3 -m venv "$VENV"
   # --no-compile: byte-compiling all of Salt at install time costs minutes under
   # emulation; Python compiles the modules salt-call actually imports on first use.
   export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
   wheels=$SRC/lab/state/wheelhouse/py$pyver
-  if ls "$wheels"/salt-*.whl >/dev/null 2>&1; then
+  pip_wheel=$(ls "$wheels"/pip-*.whl 2>/dev/null | tail -n 1 || true)
+  if ls "$wheels"/salt-*.whl >/dev/null 2>&1 && [ -n "$pip_wheel" ]; then
+    # Offline: a venv without pip (no python3-venv/ensurepip needed, nothing from
+    # apt) and pip run straight from its wheel in the wheelhouse.
     log "installing $PINS from the wheelhouse $wheels"
+    python3 -m venv --without-pip "$VENV"
     # shellcheck disable=SC2086
-    "$VENV/bin/pip" install -q --no-compile --no-index --find-links "$wheels" $PINS
+    "$VENV/bin/python" "$pip_wheel/pip" install -q --no-compile --no-index --find-links "$wheels" $PINS
   else
     log "no wheelhouse for Python $pyver in $wheels: installing $PINS from PyPI (compiles timelib)"
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
     apt_install gcc libc6-dev python3-dev
+    python3 -m venv "$VENV"
     # shellcheck disable=SC2086
     "$VENV/bin/pip" install -q --no-compile $PINS
   fi

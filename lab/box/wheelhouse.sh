@@ -6,7 +6,9 @@
 #
 #   lab/box/wheelhouse.sh [SUITE] [STATE_DIR]   # trixie (default) | bookworm; lab/state
 #
-# Result: STATE_DIR/wheelhouse/pyX.Y/*.whl (the synced folder carries it to
+# Result: STATE_DIR/wheelhouse/pyX.Y/*.whl, plus a wheel of pip itself (the
+# bootstrap runs pip from it, so the VM needs neither ensurepip nor apt).
+# (the synced folder carries it to
 # /srv/xmpp-tool/lab/state/wheelhouse in every VM). Cached under
 # .cache/wheelhouse/ by a hash of its inputs; prints the pyX.Y directory.
 # Needs root, mmdebstrap, and network access to Debian's archive and PyPI.
@@ -24,7 +26,7 @@ pins=$(sed -n 's/^PINS="\(.*\)"$/\1/p' "$repo/lab/bootstrap-salt.sh")
 case "$suite" in trixie) py=3.13 ;; bookworm) py=3.11 ;; *) log "unsupported suite $suite"; exit 64 ;; esac
 
 mapfile -t host_cas < <(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort)
-hash=$( { cat "$0"; echo "$suite $mirror $pins"; } | sha256sum | cut -c1-16)
+hash=$( { cat "$0" "$here/wheelhouse-inner.sh"; echo "$suite $mirror $pins"; } | sha256sum | cut -c1-16)
 built=$cache/$suite-$hash/py$py
 if ! ls "$built"/salt-*.whl >/dev/null 2>&1; then
   start=$SECONDS
@@ -38,7 +40,8 @@ if ! ls "$built"/salt-*.whl >/dev/null 2>&1; then
   mmdebstrap --mode=root --variant=minbase --quiet \
     --include=python3-venv,python3-dev,gcc,libc6-dev,ca-certificates \
     --customize-hook="$ca_hook" \
-    --customize-hook="chroot \"\$1\" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c 'python3 -m venv /tmp/v && PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 /tmp/v/bin/pip wheel -q -w /tmp/wheels $pins'" \
+    --customize-hook="copy-in $here/wheelhouse-inner.sh /tmp" \
+    --customize-hook="chroot \"\$1\" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh /tmp/wheelhouse-inner.sh $pins" \
     --customize-hook="copy-out /tmp/wheels $tmp" \
     "$suite" /dev/null "deb $mirror $suite main"
   mkdir -p "$built"
