@@ -191,8 +191,6 @@ def test_ten_thousand_archived_messages_in_order(xmpp_server: Any) -> None:
     stamps = [m["timestamp"] for m in got]
     assert stamps == sorted(stamps)
 
-    count = xt(server, reader, rpw, "unread", "-c")
-    assert count.stdout == f"{n}\n"
     print(
         f"{server.kind}: injected {n} in {injected:.1f} s, "
         f"listed in {time.monotonic() - started - injected:.1f} s"
