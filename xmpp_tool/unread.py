@@ -445,6 +445,10 @@ async def _unread_offline(
         for item in headers["disco_items"]["substanzas"]
         if item.name == "item" and item["node"]
     ]
+    # ejabberd lists the nodes in hash order; its node ids are arrival times in
+    # microseconds, so numeric ids are sorted (and each chunk by delay stamp).
+    if all(n.isdigit() for n in nodes):
+        nodes.sort(key=int)
     counts: dict[str, int] = {}
     for i in range(0, len(nodes), OFFLINE_CHUNK):
         chunk = nodes[i : i + OFFLINE_CHUNK]
@@ -455,7 +459,7 @@ async def _unread_offline(
             _raw(offline.view(chunk, timeout=timeout, callback=lambda _iq: None)),
             "viewing offline messages (XEP-0013)",
         )
-        for msg in iq["offline"]["results"]:
+        for msg in sorted(iq["offline"]["results"], key=_delay_key):
             kind, contact = classify(msg, me)
             if kind != "in":
                 continue
@@ -472,6 +476,11 @@ async def _unread_offline(
                 return
     if count_only:
         out.count(counts)
+
+
+def _delay_key(msg: Any) -> datetime:
+    stamp = msg["delay"]["stamp"]
+    return stamp if isinstance(stamp, datetime) else datetime.max.replace(tzinfo=UTC)
 
 
 def _offline_node(msg: Any) -> str:

@@ -195,3 +195,44 @@ def test_ten_thousand_archived_messages_in_order(xmpp_server: Any) -> None:
         f"{server.kind}: injected {n} in {injected:.1f} s, "
         f"listed in {time.monotonic() - started - injected:.1f} s"
     )
+
+
+def test_xep0013_view_fallback_on_ejabberd(ejabberd_server: Any) -> None:
+    """The code path for servers without MAM, run against ejabberd's real XEP-0013
+    (the CLI itself prefers MAM, which this server also has)."""
+    import io
+
+    from xmpp_tool import session as xt_session
+    from xmpp_tool import unread as xt_unread
+    from xmpp_tool.config import Settings
+    from xmpp_tool.render import Writer
+
+    server = ejabberd_server
+    alice, apw = new_user(server, "alice")
+    bob, bpw = new_user(server, "bob")
+    for body in ("offline one", "offline two", "offline three"):
+        send(server, alice, apw, bob, body)
+    user = bob.split("@")[0]
+    assert server.offline_count(user) == 3
+    settings = Settings(jid=bob, host=server.host, port=server.port, cafile=server.cafile)
+
+    def view(count_only: bool) -> list[Any]:
+        buf = io.BytesIO()
+
+        async def main() -> None:
+            sess = xt_session.Session(settings, bpw, xt_unread.PLUGINS)
+            try:
+                await sess.start()
+                await xt_unread._unread_offline(sess, Writer(buf, as_json=True), count_only, None)
+            finally:
+                await sess.close()
+
+        xt_session.run(main)
+        return [json.loads(line) for line in buf.getvalue().decode().splitlines()]
+
+    msgs = view(False)
+    assert [(m["from"], m["body"]) for m in msgs] == [
+        (alice, "offline one"), (alice, "offline two"), (alice, "offline three")]
+    assert all(m["id"] and m["timestamp"].endswith("Z") for m in msgs)
+    assert view(True) == [{"total": 3, "contacts": {alice: 3}}]
+    assert server.offline_count(user) == 3  # viewed, not removed

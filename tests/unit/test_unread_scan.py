@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from xmpp_tool.unread import Archived, Scan
 
@@ -137,3 +138,29 @@ def test_extract_reads_a_mam_result() -> None:
     assert got.timestamp == datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)
     mine = extract(Result(result("me@example.org/x", "alice@example.org")), "me@example.org")
     assert (mine.kind, mine.contact, mine.body) == ("out", "alice@example.org", "")
+
+
+def test_server_without_mam_or_offline_retrieval_is_76(monkeypatch: Any) -> None:
+    import asyncio
+    import io
+    from types import SimpleNamespace
+
+    import pytest
+
+    from xmpp_tool import unread
+    from xmpp_tool.errors import Exit, ToolError
+    from xmpp_tool.render import Writer
+
+    async def no_feature(*_a: Any) -> bool:
+        return False
+
+    async def start() -> None:
+        return None
+
+    monkeypatch.setattr(unread, "has_feature", no_feature)
+    fake: Any = SimpleNamespace(
+        start=start, client=SimpleNamespace(boundjid=SimpleNamespace(bare="a@x", domain="x")))
+    with pytest.raises(ToolError) as info:
+        asyncio.run(unread._unread(fake, Writer(io.BytesIO(), as_json=False), False, False, None))
+    assert info.value.code == Exit.PROTOCOL
+    assert "XEP-0313" in info.value.message and "XEP-0013" in info.value.message
