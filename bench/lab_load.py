@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -214,8 +215,13 @@ def kill_ejabberd(node: MachineLike, timeout: float = 60.0) -> dict[str, Any]:
     }
 
 
-def cluster_nodes(node: MachineLike) -> set[str]:
-    res = node.run(["ejabberdctl", "list_cluster"], check=False, timeout=60)
+def cluster_nodes(node: MachineLike, timeout: float = 20.0) -> set[str]:
+    """``ejabberdctl list_cluster`` on ``node`` (empty when it fails or hangs: right
+    after a restart ejabberdctl can take a long time to answer)."""
+    try:
+        res = node.run(["ejabberdctl", "list_cluster"], check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return set()
     if res.returncode != 0:
         return set()
     return {line.strip().strip("'\"") for line in res.stdout.splitlines() if line.strip()}

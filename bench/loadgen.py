@@ -152,7 +152,7 @@ class LoadConfig:
     login_timeout: float = 60.0
     verify_timeout: float = 180.0  # for the whole MAM audit
     reconnect_delay: float = 0.5
-    stall_timeout: float = 20.0  # a stream with no progress for this long is aborted
+    stall_timeout: float = 60.0  # a stream with no progress for this long is aborted
 
 
 @dataclass
