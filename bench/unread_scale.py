@@ -169,6 +169,8 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000],
                         help="archive sizes (default: 1000 10000)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs per command (default 3)")
+    parser.add_argument("--prosody-page", type=int, metavar="N",
+                        help="max_archive_query_results (default: prosody's 50)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--plot", type=Path, help="write a PNG of time against size")
     args = parser.parse_args()
@@ -178,7 +180,11 @@ def main() -> int:
         parser.error("sizes and --repeat must be positive")
     print(f"machine: {machine()}")
     rows: list[Row] = []
-    with running_servers(*args.servers) as servers:
+    extra = ""
+    if args.prosody_page:
+        extra = f"max_archive_query_results = {args.prosody_page}"
+        print(f"prosody: {extra}")
+    with running_servers(*args.servers, prosody_config=extra) as servers:
         for kind in args.servers:
             for n in sorted(args.sizes):
                 rows.extend(bench(servers[kind], n, args.repeat))

@@ -500,8 +500,13 @@ def _lua_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def start_prosody(ca: TestCA, domain: str = "prosody.test", attempts: int = 3) -> ProsodyServer:
-    """Start ``prosody -F`` with a throwaway config under a new temporary directory."""
+def start_prosody(
+    ca: TestCA, domain: str = "prosody.test", attempts: int = 3, extra_config: str = ""
+) -> ProsodyServer:
+    """Start ``prosody -F`` with a throwaway config under a new temporary directory.
+
+    ``extra_config``: Lua lines added to the global section (tests use none).
+    """
     bins = _which(PROSODY_BINARIES)
     last: ServerError | None = None
     for _ in range(attempts):  # a free port may be taken between choosing and binding
@@ -532,6 +537,7 @@ def start_prosody(ca: TestCA, domain: str = "prosody.test", attempts: int = 3) -
                         "KEY": _lua_string(str(certs / f"{domain}.key")),
                         "LOG": _lua_string(str(log)),
                         "PIDFILE": _lua_string(str(workdir / "prosody.pid")),
+                        "EXTRA": extra_config,
                     },
                 )
             )
@@ -742,23 +748,23 @@ def _ejabberd_tables_in_ram(server: EjabberdServer) -> None:
         raise ServerError(f"ejabberd: cannot move Mnesia tables {tables} to RAM: {out}")
 
 
-def start(kind: str, ca: TestCA) -> XmppServer:
+def start(kind: str, ca: TestCA, prosody_config: str = "") -> XmppServer:
     if kind == "prosody":
-        return start_prosody(ca)
+        return start_prosody(ca, extra_config=prosody_config)
     if kind == "ejabberd":
         return start_ejabberd(ca)
     raise ValueError(f"unknown server kind {kind!r}")
 
 
 @contextlib.contextmanager
-def running_servers(*kinds: str) -> Iterator[dict[str, XmppServer]]:
+def running_servers(*kinds: str, prosody_config: str = "") -> Iterator[dict[str, XmppServer]]:
     """Start the given servers with a fresh CA; stop and remove everything on exit."""
     cadir = Path(tempfile.mkdtemp(prefix="xt-ca-"))
     started: dict[str, XmppServer] = {}
     try:
         ca = TestCA.create(cadir)
         for kind in kinds:
-            started[kind] = start(kind, ca)
+            started[kind] = start(kind, ca, prosody_config)
         yield started
     finally:
         for server in started.values():

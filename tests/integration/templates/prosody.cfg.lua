@@ -44,5 +44,8 @@ archive_expires_after = "never"
 
 ssl = { certificate = @CERT@; key = @KEY@ }
 
+-- Extra global options from start_prosody(extra_config=...), e.g. benchmarks:
+@EXTRA@
+
 VirtualHost @DOMAIN@
 	ssl = { certificate = @CERT@; key = @KEY@ }
