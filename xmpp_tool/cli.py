@@ -303,6 +303,9 @@ def _execute(request: Request, stdin: BinaryIO, stdout: BinaryIO) -> int:
 
     settings = config.resolve(request.opts)
     log = logging.getLogger("xmpp_tool")
+    from .session import prepare_slixmpp
+
+    prepare_slixmpp(need_dns=settings.host is None)
     if isinstance(request, SendRequest):
         body = read_body(request.message, stdin)
         from .session import jid_or_error

@@ -48,12 +48,14 @@ SASL_MECHS = {
 _prepared = False
 
 
-def prepare_slixmpp() -> None:
-    """Import slixmpp once, with two speed fixes for a short-lived client.
+def prepare_slixmpp(need_dns: bool = True) -> None:
+    """Import slixmpp once, with speed fixes for a short-lived client.
 
     - slixmpp.xmlstream.tostring imports pygments at import time when it is
       installed (Typer pulls it in via rich) only to colour debug dumps we never
       show: hide it for that import (~30 ms).
+    - Likewise aiodns (~30 ms), which slixmpp only uses for DNS SRV lookups, when
+      the server address is given (-s or ``server``): no SRV lookup happens then.
     - slixmpp's SCRAM ``Hi()`` is a pure-Python PBKDF2 loop (0.1-0.3 s for
       prosody's 10000 iterations on this machine); ``hashlib.pbkdf2_hmac`` computes
       exactly Hi() (RFC 5802 defines Hi as PBKDF2 with HMAC) in C.
@@ -63,15 +65,17 @@ def prepare_slixmpp() -> None:
         return
     import sys
 
-    blocked = "pygments" not in sys.modules
-    if blocked:
-        sys.modules["pygments"] = None  # type: ignore[assignment]
+    hide = ["pygments"] if need_dns else ["pygments", "aiodns"]
+
+    blocked = [name for name in hide if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
         import slixmpp  # noqa: F401
         from slixmpp.util.sasl import mechanisms
     finally:
-        if blocked:
-            del sys.modules["pygments"]
+        for name in blocked:
+            del sys.modules[name]
 
     def hi(self: Any, text: Any, salt: bytes, iterations: int) -> bytes:
         return hashlib.pbkdf2_hmac(self.hash().name, bytes(text), salt, iterations)
@@ -134,7 +138,7 @@ class Session:
         plugins: Iterable[str],
         plugin_config: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        prepare_slixmpp()
+        prepare_slixmpp(need_dns=settings.host is None)
         import slixmpp
 
         self.settings = settings
@@ -151,9 +155,12 @@ class Session:
             "feature_mechanisms": {"use_mechs": set(SASL_MECHS)},
         }
         config.update(plugin_config or {})
-        client = slixmpp.ClientXMPP(self.jid.bare, password, plugin_config=config)
+        # (our context from the start: slixmpp's default one would load the
+        # system CA store first, for nothing when a CA file or pin is used)
+        client = slixmpp.ClientXMPP(
+            self.jid.bare, password, plugin_config=config, ssl_context=tls_context(settings)
+        )
         self.client: ClientXMPP = client
-        client.ssl_context = tls_context(settings)
         client.enable_plaintext = False
         client.enable_direct_tls = settings.direct_tls
         client.enable_starttls = not settings.direct_tls
