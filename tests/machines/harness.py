@@ -539,9 +539,7 @@ def make_state_dir(path: Path, generate: bool = True) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "overrides.sls").write_text(overrides_yaml())
     if generate:
-        # -P: lab/secrets.py shadows the stdlib module `secrets` when its own
-        # directory leads sys.path (reported to the Salt engineer).
-        sh("python3", "-P", str(CHECKOUT / "lab" / "secrets.py"), "--state-dir", str(path))
+        sh("python3", str(CHECKOUT / "lab" / "secrets.py"), "--state-dir", str(path))
     return path
 
 
