@@ -46,10 +46,18 @@ def xt(
         env["XDG_CONFIG_HOME"] = str(home / ".config")
     argv = [str(XMPP_TOOL), "-C", str(cafile or server.cafile),
             "-s", address or server.server, "-u", jid, *args]  # fmt: skip
-    res = subprocess.run(argv, input=stdin.decode("utf-8", "surrogateescape").encode(
-        "utf-8", "surrogateescape"), capture_output=True, timeout=120, check=False, env=env)
+    res = subprocess.run(
+        argv,
+        input=stdin.decode("utf-8", "surrogateescape").encode("utf-8", "surrogateescape"),
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
     return subprocess.CompletedProcess(
-        res.args, res.returncode, res.stdout.decode("utf-8", "replace"),
+        res.args,
+        res.returncode,
+        res.stdout.decode("utf-8", "replace"),
         res.stderr.decode("utf-8", "replace"),
     )
 
@@ -130,8 +138,17 @@ def test_wrong_ca_is_77(pair: tuple[Any, str, str, str, str], direct_tls: bool) 
     server, alice, apw, bob, bpw = pair
     args = ["-t"] if direct_tls else []
     address = server.tls_server if direct_tls else server.server
-    res = xt(server, alice, apw, *args, "send", bob, "never sent",
-             cafile=server.wrong_cafile, address=address)
+    res = xt(
+        server,
+        alice,
+        apw,
+        *args,
+        "send",
+        bob,
+        "never sent",
+        cafile=server.wrong_cafile,
+        address=address,
+    )
     assert res.returncode == 77
     assert "certificate" in one_line(res.stderr)
     assert unread_json(server, bob, bpw) == []
@@ -198,8 +215,14 @@ def test_config_file_account_with_pinned_certificate(
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(XMPP_TOOL), *args], capture_output=True, text=True,
-                              timeout=120, check=False, env=env)
+        return subprocess.run(
+            [str(XMPP_TOOL), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
 
     ok = run("send", bob, "via config, pinned")
     assert ok.returncode == 0, ok.stderr
@@ -213,3 +236,37 @@ def test_config_file_account_with_pinned_certificate(
     assert wrong_pin.returncode == 77
     assert "fingerprint" in one_line(wrong_pin.stderr)
     assert [m["body"] for m in unread_json(server, bob, bpw)] == ["via config, pinned"]
+
+
+@pytest.mark.parametrize("recipient_kind", ["known", "unknown"])
+def test_without_stream_management_a_ping_confirms(
+    pair: tuple[Any, str, str, str, str], recipient_kind: str
+) -> None:
+    """The fallback for servers without XEP-0198, against the real server with
+    stream management switched off on our side (the code path, not a mock)."""
+    from xmpp_tool import send as xt_send
+    from xmpp_tool import session as xt_session
+    from xmpp_tool.config import Settings
+    from xmpp_tool.errors import Exit, ToolError
+
+    server, alice, apw, bob, bpw = pair
+    to = bob if recipient_kind == "known" else f"nobody{uuid.uuid4().hex[:8]}@{server.domain}"
+    settings = Settings(jid=alice, host=server.host, port=server.port, cafile=server.cafile)
+
+    async def main() -> bool:
+        sess = xt_session.Session(settings, apw, xt_send.PLUGINS)
+        sess.client.plugin["xep_0198"].plugin_end()  # never negotiate SM
+        try:
+            await xt_send._send(sess, xt_session.jid_or_error(to, "recipient"), "via ping")
+            return bool(sess.client.plugin["xep_0198"].enabled_out)
+        finally:
+            await sess.close()
+
+    if recipient_kind == "known":
+        assert xt_session.run(main) is False  # really without SM
+        assert [m["body"] for m in unread_json(server, bob, bpw)] == ["via ping"]
+    else:
+        with pytest.raises(ToolError) as info:
+            xt_session.run(main)
+        assert info.value.code == Exit.PROTOCOL
+        assert to in info.value.message
