@@ -13,6 +13,7 @@ standard input.  Typer only parses: :func:`parse` returns a request and
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,6 +366,13 @@ def run(
             print(f"{PROG}: interrupted", file=err)
             return 130
         except BrokenPipeError:
+            # the reader went away (``| head``): nothing was marked read; keep
+            # Python from complaining when it flushes stdout at exit
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
             return int(Exit.OK)
         except Exception as exc:  # a bug: still one line, never a traceback
             text = errors.one_line(f"{type(exc).__name__}: {exc}")
