@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the lab's per-checkout secrets, lab CA and ready client config.
 
-Usage: python3 lab/secrets.py [--state-dir DIR] [--rotate]
+Usage: python3 lab/secrets.py [--state-dir DIR] [--rotate [--keep-cookie]]
 
 Writes into DIR (default: lab/state next to this file):
   secrets.sls  pillar (mode 0600): Erlang cookie, MariaDB password, demo users'
@@ -13,8 +13,10 @@ Writes into DIR (default: lab/state next to this file):
 
 Idempotent: existing values are kept; only missing ones are generated. `--rotate`
 generates everything anew (re-apply Salt afterwards: servers get new certificates,
-passwords and cookie). client.toml is always rewritten from the current secrets and
-network, so it follows network overrides.
+passwords and cookie); `--keep-cookie` keeps the Erlang cookie while rotating the rest
+(a new cookie needs both ejabberd nodes re-applied together: a restarted node waits
+for its peer's Mnesia tables until the peer has the same cookie). client.toml is always
+rewritten from the current secrets and network, so it follows network overrides.
 
 Network: pillar/lab/network.json (the lab defaults), deep-merged with DIR/overrides.sls
 when that exists; overrides.sls must be JSON (a subset of YAML, so Salt reads it as
@@ -212,10 +214,13 @@ def client_toml(lab: dict[str, Any], data: dict[str, Any], cafile: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(state_dir: Path, rotate: bool) -> None:
+def run(state_dir: Path, rotate: bool, keep_cookie: bool = False) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     sls = state_dir / "secrets.sls"
-    old = {} if rotate or not sls.exists() else read_json_sls(sls)
+    old = read_json_sls(sls) if sls.exists() else {}
+    if rotate:
+        cookie = get(old, "ejabberd", "cookie")
+        old = {"ejabberd": {"cookie": cookie}} if keep_cookie and cookie else {}
     data = build_secrets(old)
     lab = load_network(state_dir)
     if data != old:
@@ -238,12 +243,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="where secrets.sls, ca.crt, client.toml go (default lab/state)")
     parser.add_argument("--rotate", action="store_true",
                         help="generate every secret anew (then re-apply Salt)")
+    parser.add_argument("--keep-cookie", action="store_true",
+                        help="with --rotate: keep the Erlang cookie of the ejabberd cluster")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return 64 if exc.code not in (0, None) else 0
     try:
-        run(args.state_dir.resolve(), args.rotate)
+        run(args.state_dir.resolve(), args.rotate, args.keep_cookie)
     except Failure as exc:
         print(f"secrets.py: {exc}", file=sys.stderr)
         return exc.code

@@ -354,6 +354,10 @@ def test_secrets_generator_keeps_values_and_rotates_on_request(state_dir: Path) 
     assert old["ejabberd"]["cookie"] != new["ejabberd"]["cookie"]
     assert old["labtls"]["ca"]["key"] != new["labtls"]["ca"]["key"]
     assert old["prosody"]["users"]["bob"] != new["prosody"]["users"]["bob"]
+    assert run_secrets(state_dir, "--rotate", "--keep-cookie").returncode == 0
+    kept = read_json_sls(state_dir / "secrets.sls")
+    assert kept["ejabberd"]["cookie"] == new["ejabberd"]["cookie"]
+    assert kept["ejabberd"]["users"] != new["ejabberd"]["users"]
 
 
 def test_secrets_generator_follows_network_overrides(state_dir: Path) -> None:

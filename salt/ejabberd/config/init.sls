@@ -16,6 +16,14 @@ ejabberd-config-node-name-and-distribution:
     - require:
       - pkg: ejabberd-package-installed
 
+{#- A running node must be stopped with the cookie it was started with (ejabberdctl
+    reads the cookie file): stop it before a new cookie (lab/secrets.py --rotate) lands. #}
+ejabberd-config-node-stopped-before-cookie-change:
+  service.dead:
+    - name: {{ ejabberd.service }}
+    - prereq:
+      - file: ejabberd-config-erlang-cookie
+
 ejabberd-config-erlang-cookie:
   file.managed:
     - name: {{ ejabberd.cookie_file }}

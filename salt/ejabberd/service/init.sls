@@ -31,9 +31,13 @@ ejabberd-service-running:
       - x509: labtls-{{ ejabberd.domain }}-private-key-generated
       - x509: labtls-{{ ejabberd.domain }}-certificate-signed-by-lab-ca
 
+{#- Poll the local API (answers once the listeners are up); `ejabberdctl started`
+    boots an Erlang node per try and was seen taking 90 s after a restart. #}
 ejabberd-service-node-started:
   cmd.run:
-    - name: {{ ('ejabberdctl started && ' ~ api_up) | json }}
+    - name: >-
+        for i in $(seq {{ ejabberd.start_timeout }}); do
+        if {{ api_up }}; then exit 0; fi; sleep 1; done; exit 1
     - unless: {{ api_up | json }}
     - require:
       - service: ejabberd-service-running
