@@ -60,7 +60,10 @@ class Peer(slixmpp.ClientXMPP):
         direct_tls: bool = False,
         timeout: float = 20.0,
     ) -> None:
-        super().__init__(jid, password)
+        # Trust exactly ``cafile``.  Passing the context to the constructor also
+        # skips slixmpp's default one, which loads the system CA store twice
+        # (create_default_context + set_default_verify_paths: 60-300 ms here).
+        super().__init__(jid, password, ssl_context=ssl.create_default_context(cafile=str(cafile)))
         self._address = (host, port)
         self._timeout = timeout
         # Given an address, slixmpp tries direct TLS first and then STARTTLS on
@@ -68,7 +71,6 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = direct_tls
         self.enable_starttls = not direct_tls
         self.enable_plaintext = False
-        self.ca_certs = Path(cafile)
         for name in PLUGINS:
             self.register_plugin(name)
         self._ready: asyncio.Future[None] | None = None
