@@ -173,7 +173,15 @@ def main() -> int:
                         help="max_archive_query_results (default: prosody's 50)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--plot", type=Path, help="write a PNG of time against size")
+    parser.add_argument("--from-json", type=Path, metavar="FILE",
+                        help="table (and --plot) from a saved --json file, no servers")  # fmt: skip
     args = parser.parse_args()
+    if args.from_json:
+        rows = [Row(**r) for r in json.loads(args.from_json.read_text())]
+        print(table(rows))
+        if args.plot:
+            plot(rows, args.plot)
+        return 0
     if not XMPP_TOOL.exists():
         parser.error(f"{XMPP_TOOL} not found: run with the project's .venv/bin/python")
     if any(n < 1 for n in args.sizes) or args.repeat < 1:
