@@ -176,6 +176,7 @@ def main() -> int:
     parser.add_argument("--from-json", type=Path, metavar="FILE",
                         help="table (and --plot) from a saved --json file, no servers")  # fmt: skip
     args = parser.parse_args()
+    rows: list[Row] = []
     if args.from_json:
         rows = [Row(**r) for r in json.loads(args.from_json.read_text())]
         print(table(rows))
@@ -187,7 +188,6 @@ def main() -> int:
     if any(n < 1 for n in args.sizes) or args.repeat < 1:
         parser.error("sizes and --repeat must be positive")
     print(f"machine: {machine()}")
-    rows: list[Row] = []
     extra = ""
     if args.prosody_page:
         extra = f"max_archive_query_results = {args.prosody_page}"
