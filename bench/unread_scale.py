@@ -39,8 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from servers import XmppServer, running_servers  # noqa: E402
-from slixpeer import peer_for  # noqa: E402
+from servers import XmppServer, running_servers  # noqa: E402  (stdlib only)
 
 XMPP_TOOL = Path(sys.executable).parent / "xmpp-tool"
 
@@ -77,6 +76,8 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, str, in
 
 
 def seed(server: XmppServer, sender: str, password: str, reader: str, n: int) -> float:
+    from slixpeer import peer_for  # slixmpp: not needed for --from-json
+
     async def run() -> None:
         async with peer_for(server, sender.split("@")[0], password) as peer:
             sent = await peer.seed(reader, n, prefix="scale")
