@@ -43,7 +43,7 @@ from types import FrameType
 from typing import Any
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-CACHE = CHECKOUT / ".cache" / "machines"
+CACHE = Path(os.environ.get("XTLAB_CACHE") or CHECKOUT / ".cache" / "machines")
 ROOTFS_DIR = CACHE / "rootfs"
 
 # Every kernel object the harness creates carries this prefix, so `down` can
