@@ -266,7 +266,11 @@ class _NoStanzaDumps(logging.Filter):
 
 def setup_logging(opts: CliOptions, stderr: TextIO) -> None:
     handler = logging.StreamHandler(stderr)
-    handler.setFormatter(_NoTracebackFormatter(f"{PROG}: %(relativeCreated)6.0fms %(message)s"))
+    # -v lines carry the time since start (ms), to see where a run spends it
+    fmt = f"{PROG}: %(relativeCreated)6.0fms %(message)s" if opts.verbose else "%(message)s"
+    if not opts.verbose:
+        fmt = f"{PROG}: {fmt}"
+    handler.setFormatter(_NoTracebackFormatter(fmt))
     handler.addFilter(_NoStanzaDumps())
     ours = logging.getLogger("xmpp_tool")
     ours.handlers[:] = [handler]
