@@ -796,6 +796,14 @@ def main(argv: list[str] | None = None) -> int:
     # Also when started in the background (where SIGINT is ignored) or by `timeout`.
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return _serve(kinds, args.seconds)
+    except ServerError as exc:
+        print(f"servers.py: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(kinds: list[str], seconds: float | None) -> int:
     with running_servers(*kinds) as servers:
         for s in servers.values():
             print(
@@ -804,10 +812,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         try:
-            if args.seconds is None:
+            if seconds is None:
                 signal.pause()
             else:
-                time.sleep(args.seconds)
+                time.sleep(seconds)
         except KeyboardInterrupt:
             pass
     return 0
