@@ -255,7 +255,8 @@ def test_without_stream_management_a_ping_confirms(
 
     async def main() -> bool:
         sess = xt_session.Session(settings, apw, xt_send.PLUGINS)
-        sess.client.plugin["xep_0198"].plugin_end()  # never negotiate SM
+        sm: Any = sess.client.plugin["xep_0198"]
+        sm.plugin_end()  # never negotiate SM
         try:
             await xt_send._send(sess, xt_session.jid_or_error(to, "recipient"), "via ping")
             return bool(sess.client.plugin["xep_0198"].enabled_out)
