@@ -52,7 +52,8 @@ ROOTFS_DIR = CACHE / "rootfs"
 PREFIX = os.environ.get("XTLAB_PREFIX", "xtlab")
 RUN_DIR = CACHE / ("run" if PREFIX == "xtlab" else f"run-{PREFIX}")  # `down` empties it
 STATE_DIR = RUN_DIR / "state"  # default state dir for `up`/`apply` by hand
-APPLY_LOG = CACHE / "apply.log"  # one line per state.apply: what took how long
+APPLY_LOG = CACHE / "apply.log"
+APPLY_TIMEOUT = 900.0  # seconds for one state.apply  # one line per state.apply: what took how long
 BRIDGE_NS = f"{PREFIX}-br"
 BRIDGE = "br0"
 HOST_IF = f"{PREFIX}0"  # host side of the host<->bridge veth (root netns)
@@ -422,7 +423,10 @@ class Machine:
                f"--id={self.name}", "--retcode-passthrough", "--out=json",
                "--log-level=warning", "state.apply", *args]
         t0 = time.monotonic()
-        res = self.run(cmd, check=False)
+        try:
+            res = self.run(cmd, check=False, timeout=APPLY_TIMEOUT)
+        except subprocess.TimeoutExpired as e:  # a hung state fails the run, not blocks CI
+            res = subprocess.CompletedProcess(cmd, -1, "", f"timed out after {e.timeout} s")
         result = ApplyResult.parse(self.name, res, time.monotonic() - t0)
         self.applies.append(result)
         line = f"{self.release} {self.name}: {result.summary()}"
