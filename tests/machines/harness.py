@@ -101,21 +101,18 @@ BASE_PACKAGES = [
 ]
 # Only to build Salt's timelib inside the rootfs; purged afterwards.
 BUILD_PACKAGES = ["gcc", "libc6-dev", "python3-dev"]
-# Downloaded into apt's cache (not installed): what the roles' states install.
-# The bench script installs exactly these with apt-get for the baseline.
-ROLE_PACKAGES: dict[str, list[str]] = {
-    "prosody": ["prosody", "lua-dbi-mysql", "mariadb-server", "mariadb-client"],
-    "ejabberd": ["ejabberd", "erlang-base", "erlang-mnesia"],
-    "lb": ["haproxy"],
-    "common": ["openssl", "ssl-cert", "python3-pymysql"],
-}
+# Downloaded into apt's cache (not installed): what the formulas install, read from
+# their `pkgs:` lists in salt/*/parameters/defaults.yaml, so the rootfs (whose hash
+# covers this list) follows the states.
+FORMULA_PARAMETERS = CHECKOUT / "salt"
+
+
 # pip packages in /opt/salt (salt-call, the MySQL extension, and testinfra so
 # tests/infra runs inside a machine with --hosts=local://).
 # Pins as in tests/setup.d/20-salt.sh (host venv) and the host's .venv.
 PIP_PACKAGES = ["salt==3008.4", "saltext-mysql==1.1.0", "PyMySQL==1.2.4",
                 "pytest-testinfra==10.2.2", "pytest==9.2.0"]
 
-SALT_VENV = "/opt/salt"
 MACHINE_PATH = "/opt/salt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHECKOUT_IN_MACHINE = "/srv/xmpp-tool"
 
@@ -178,7 +175,21 @@ def sh(*args: str, check: bool = True, capture: bool = False,
 # --------------------------------------------------------------------------- rootfs
 
 def all_role_packages() -> list[str]:
-    return sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs})
+    """Every `pkgs:` item of the formulas' parameters (a YAML block list) that the
+    base rootfs lacks."""
+    pkgs: set[str] = set()
+    for defaults in sorted(FORMULA_PARAMETERS.glob("*/parameters/*.yaml")):
+        lines = defaults.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() != "pkgs:":
+                continue
+            indent = len(line) - len(line.lstrip())
+            for item in lines[i + 1:]:
+                m = re.match(r"(\s*)- +([a-z0-9][a-z0-9.+-]*)\s*$", item)
+                if not m or len(m.group(1)) <= indent:
+                    break
+                pkgs.add(m.group(2))
+    return sorted(pkgs - set(BASE_PACKAGES))
 
 
 def host_ca_certs() -> list[Path]:
