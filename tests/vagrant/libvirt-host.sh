@@ -53,6 +53,7 @@ start() {
   if ! grep -qE '^Active: +yes' <<<"$info"; then
     log "starting network default"
     virsh -q net-start default >/dev/null
+    touch "$piddir/net-default"
   fi
 
   if ! virsh -q pool-info default >/dev/null 2>&1; then
@@ -67,6 +68,12 @@ start() {
 }
 
 stop() {
+  # The network's dnsmasq outlives libvirtd: stop the network first if we started it.
+  if [ -e "$piddir/net-default" ] && running "$piddir/libvirtd.pid"; then
+    log "stopping network default"
+    virsh -q net-destroy default >/dev/null 2>&1 || true
+  fi
+  rm -f "$piddir/net-default"
   for name in libvirtd virtlogd; do
     local f=$piddir/$name.pid
     if running "$f"; then

@@ -12,7 +12,8 @@
    prosody and through lb to the ejabberd cluster, TLS verified against the
    generated lab CA;
 5. `vagrant provision` again: Salt reports no changes on any machine;
-6. `vagrant destroy -f`, also after a failure.
+6. `vagrant destroy -f`, also after a failure, and stops the libvirt daemons it
+   started (the box's volume stays in the pool as a cache).
 
 Which machines: XMPP_LAB_TEST_MACHINES (default: the whole lab). Timings go to
 .cache/vagrant-test/timings.json and the Vagrant logs to .cache/vagrant-test/.
@@ -205,6 +206,9 @@ def lab() -> Iterator[Lab]:
         (OUT / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
         print(f"\nvagrant lab timings: {json.dumps(timings)}")
         shutil.rmtree(workdir, ignore_errors=True)
+        # Stops libvirtd/virtlogd only if libvirt-host.sh started them (by PID).
+        subprocess.run(["bash", str(ROOT / "tests/vagrant/libvirt-host.sh"), "stop"],
+                       check=False, timeout=120)
         assert down.returncode == 0, f"vagrant destroy failed:\n{down.stdout[-4000:]}"
 
 
