@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -706,13 +707,17 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
             )
             try:
                 _wait_ready(proc, LOOPBACK, domain, port, tls_port, ca.cafile, log, "ejabberd")
-                status = server.ctl("status")
+                # Two independent erl starts (~1 s each on a busy machine): in parallel.
+                with ThreadPoolExecutor(2) as pool:
+                    status_job = pool.submit(server.ctl, "status")
+                    tables_job = pool.submit(_ejabberd_tables_in_ram, server)
+                    status = status_job.result()
+                    tables_job.result()
                 if status.returncode != 0 or "is started" not in status.stdout:
                     raise ServerError(
                         f"ejabberdctl status: {status.returncode} {status.stdout.strip()} "
                         f"{status.stderr.strip()}"
                     )
-                _ejabberd_tables_in_ram(server)
             except ServerError as exc:
                 server.stop()
                 last = exc
