@@ -112,4 +112,4 @@ def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
 @pytest.fixture
 def free_port() -> int:
     """A loopback TCP port nothing listens on (for 'unreachable' tests)."""
-    return _free_port()
+    return int(_free_port())

@@ -160,7 +160,7 @@ def test_message_from_another_client_while_offline(
     (carol, cpw), (bob, bpw) = users["carol"], users["bob"]
 
     async def write(peer: Peer) -> str:
-        return await peer.send_chat(bob, "sent by a plain slixmpp client")
+        return str(await peer.send_chat(bob, "sent by a plain slixmpp client"))
 
     with_peer(server, carol, cpw, write)
     msgs = unread(server, bob, bpw)
