@@ -258,6 +258,20 @@ def rejoin(machines: Mapping[str, MachineLike], name: str) -> dict[str, Any]:
     }
 
 
+def server_errors(machines: Mapping[str, MachineLike], lines: int = 20) -> dict[str, list[str]]:
+    """The last error lines of each node's ejabberd log (e.g. a MAM write that
+    Mnesia aborted): what to look at when an acknowledged message is missing."""
+    out: dict[str, list[str]] = {}
+    for name in EJABBERD_NODES:
+        grep = rf"grep -hE '\[(error|critical)\]' /var/log/ejabberd/*.log | tail -{lines}"
+        res = machines[name].run(
+            ["sh", "-c", grep],
+            check=False,
+        )
+        out[name] = res.stdout.splitlines()
+    return out
+
+
 # ---------------------------------------------------------------------------- runs
 
 
@@ -334,11 +348,13 @@ def run_lab_load(
             report["rejoin"] = rejoin(machines, spec.kill_node)
             # Audit again with both nodes up: nothing may have vanished meanwhile.
             again = asyncio.run(gen_box[0].audit())
+            report["server_errors"] = server_errors(machines)
             report["after_rejoin"] = {
                 "found": again.found,
                 "lost": again.lost,
                 "duplicates": again.duplicates,
                 "lost_ids": again.lost_ids[:100],
+                "lost_detail": again.lost_detail,
             }
     finally:
         if failover and not kill_info:

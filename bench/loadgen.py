@@ -127,6 +127,8 @@ class Message:
     latency: float | None = None  # ack time - send time of the acknowledged attempt
     failed_attempts: int = 0  # attempts whose connection died before the ack
     bounced: str | None = None  # text of a <message type='error'> about it, if any
+    sent_stream: int = 0  # the sender's stream (1 = first login) of the latest attempt
+    acked_stream: int = 0  # the stream whose ack covered it
 
 
 @dataclass
@@ -182,6 +184,7 @@ class Result:
     errors: list[str] = field(default_factory=list)
     unacked_ids: list[str] = field(default_factory=list)  # the visible failures, by id
     lost_ids: list[str] = field(default_factory=list)
+    lost_detail: list[dict[str, Any]] = field(default_factory=list)  # the first few, in full
     p50_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
@@ -217,6 +220,7 @@ class Audit:
     paging_repeats: int = 0
     seconds: float = 0.0
     lost_ids: list[str] = field(default_factory=list)
+    lost_detail: list[dict[str, Any]] = field(default_factory=list)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -266,6 +270,7 @@ class Sender(slixmpp.ClientXMPP):
         self.closing = False
         self.fatal: str | None = None
         self.ever_ready = False
+        self.stream = 0  # counts streams (new sessions and resumptions) for the audit
         self.down_since: float | None = None
         self.not_ready_since: float | None = None
         self.last_progress = time.monotonic()
@@ -292,6 +297,7 @@ class Sender(slixmpp.ClientXMPP):
         # A new session (first login, or a reconnect whose resumption failed):
         # whatever was in flight on the old stream is unacknowledged for good.
         now = time.monotonic()
+        self.stream += 1
         for msg in self.inflight.values():
             msg.failed_attempts += 1
             self.gen.result.failed_visibly += 1
@@ -308,6 +314,7 @@ class Sender(slixmpp.ClientXMPP):
 
     def _on_resumed(self, _event: Any) -> None:
         # XEP-0198 resumption: slixmpp re-sends its unacked queue itself.
+        self.stream += 1
         self.gen.result.reconnects += 1
         self.gen.event("resumed", sender=self.index)
         self.last_progress = time.monotonic()
@@ -322,6 +329,7 @@ class Sender(slixmpp.ClientXMPP):
             return
         now = time.monotonic()
         msg.acked_at = now
+        msg.acked_stream = self.stream
         msg.latency = now - msg.sent_at
         self.last_progress = now
         self.gen.on_ack(now)
@@ -396,6 +404,7 @@ class Sender(slixmpp.ClientXMPP):
         if msg.attempts > 1:
             self.gen.result.resent += 1
         msg.sent_at = time.monotonic()
+        msg.sent_stream = self.stream
         self.gen.on_send(msg.sent_at)
         self.inflight[msg.mid] = msg
         stanza.send()
@@ -675,10 +684,30 @@ class LoadGen:
                 else:
                     audit.lost += 1
                     audit.lost_ids.append(mid)
+                    if len(audit.lost_detail) < 20:
+                        audit.lost_detail.append(self.describe_message(msg))
             elif mid in counts:
                 audit.found_unacked += 1
         audit.seconds = round(time.monotonic() - t, 3)
         return audit
+
+    def describe_message(self, msg: Message) -> dict[str, Any]:
+        """One message's history, times in seconds since the start (as the events)."""
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round(t - self.t0, 3)
+
+        return {
+            "mid": msg.mid,
+            "sender": msg.sender,
+            "attempts": msg.attempts,
+            "failed_attempts": msg.failed_attempts,
+            "sent_t": rel(msg.sent_at),
+            "acked_t": rel(msg.acked_at),
+            "sent_stream": msg.sent_stream,
+            "acked_stream": msg.acked_stream,
+            "bounced": msg.bounced,
+        }
 
     async def _verify(self) -> None:
         a = await self.audit()
@@ -687,6 +716,7 @@ class LoadGen:
         res.duplicates, res.archive_entries = a.duplicates, a.archive_entries
         res.paging_repeats, res.verify_seconds = a.paging_repeats, a.seconds
         res.lost_ids = a.lost_ids[:100]
+        res.lost_detail = a.lost_detail
 
     def _summarise(self) -> None:
         res = self.result

@@ -48,8 +48,17 @@ def spec() -> Any:
 
 def _explain(report: dict[str, Any]) -> str:
     res = report["result"]
-    keys = ("acked", "found", "lost", "lost_ids", "unacked", "failed_visibly", "errors")
-    return str({k: res[k] for k in keys})
+    keys = ("acked", "found", "lost", "lost_ids", "unacked", "failed_visibly", "duplicates",
+            "paging_repeats", "found_unacked", "errors")
+    out = {k: res[k] for k in keys}
+    # Enough to tell a server that lost an acknowledged message from a client that
+    # counted an ack wrongly: each lost message's history and the run's timeline.
+    out["lost_detail"] = res.get("lost_detail")
+    out["events"] = [e for e in res["events"] if e["event"] not in ("disconnected",)][:40]
+    out["kill"] = report.get("kill")
+    out["server_errors"] = report.get("server_errors")
+    out["after_rejoin"] = report.get("after_rejoin")
+    return str(out)
 
 
 @pytest.mark.parametrize("lab", [RELEASE], indirect=True)
