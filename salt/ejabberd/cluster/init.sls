@@ -7,6 +7,20 @@ include:
 {%- if ejabberd.cluster.nodes and not ejabberd.is_seed %}
 {%-   set listed = ejabberd.api_client ~ " list_cluster </dev/null | grep -q '\"" ~ ejabberd.seed ~ "\"'" %}
 
+{#- Under parallel providers ejabberd2 is provisioned alongside ejabberd1: wait
+    until the seed's client port answers (its listeners start last, once Mnesia
+    and the modules are up), so the join never meets a half-started seed. #}
+ejabberd-cluster-seed-{{ ejabberd.seed }}-answering:
+  cmd.run:
+    - name: >-
+        for i in $(seq {{ (ejabberd.cluster.seed_wait / 3) | round(0, 'ceil') | int }}); do
+        if timeout 2 bash -c '</dev/tcp/{{ ejabberd.seed.split('@')[1] }}/{{ ejabberd.c2s_port }}'
+        2>/dev/null; then exit 0; fi; sleep 3; done;
+        echo "{{ ejabberd.seed }} did not answer within {{ ejabberd.cluster.seed_wait }} s" >&2; exit 1
+    - unless: {{ listed | json }}
+    - require:
+      - cmd: ejabberd-service-node-started
+
 ejabberd-cluster-joined-{{ ejabberd.seed }}:
   cmd.run:
     - name: >-
@@ -15,7 +29,7 @@ ejabberd-cluster-joined-{{ ejabberd.seed }}:
         if {{ listed }}; then exit 0; fi; sleep 1; done; exit 1
     - unless: {{ listed | json }}
     - require:
-      - cmd: ejabberd-service-node-started
+      - cmd: ejabberd-cluster-seed-{{ ejabberd.seed }}-answering
 {%- else %}
 
 ejabberd-cluster-seed-or-single-node:
