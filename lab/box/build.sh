@@ -66,7 +66,7 @@ packages=(
 
 hash=$(
   {
-    cat "$0"; echo "$suite $mirror $security_mirror $disk_gib ${packages[*]}"
+    cat "$0" "$here/customize.sh"; echo "$suite $mirror $security_mirror $disk_gib ${packages[*]}"
     cat "$insecure_key"
     for c in "${host_cas[@]}"; do cat "$c"; done
   } | sha256sum | cut -c1-16
@@ -109,7 +109,8 @@ if [ "${#host_cas[@]}" -gt 0 ]; then
   ca_hook="mkdir -p \"\$1/usr/local/share/ca-certificates\" && cp ${host_cas[*]} \"\$1/usr/local/share/ca-certificates/\" && chroot \"\$1\" update-ca-certificates >/dev/null"
 fi
 log "mmdebstrap $suite into the disk image"
-mmdebstrap --mode=root --variant=minbase --quiet \
+# --skip=cleanup/apt/lists: keep today's package lists (see customize.sh).
+mmdebstrap --mode=root --variant=minbase --quiet --skip=cleanup/apt/lists \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --customize-hook="$ca_hook" \
   --customize-hook="sh $here/customize.sh \"\$1\" $uuid $insecure_key" \

@@ -70,8 +70,10 @@ sed -i 's/^MODULES=.*/MODULES=list/' "$root/etc/initramfs-tools/initramfs.conf"
 printf '%s\n' virtio_pci virtio_blk virtio_scsi virtio_net ext4 >>"$root/etc/initramfs-tools/modules"
 chroot "$root" update-initramfs -u -k all >/dev/null 2>&1
 
-# A fresh machine-id per VM, quiet console, no apt caches in the image.
+# A fresh machine-id per VM, quiet console, no downloaded packages in the image.
+# The package lists stay: a box built today lets Salt skip its refresh of lists
+# younger than a day (over a minute per VM under TCG); an older box refreshes.
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 chroot "$root" apt-get clean
-rm -rf "$root"/var/lib/apt/lists/* "$root"/tmp/* "$root"/var/log/*.log
+rm -rf "$root"/tmp/* "$root"/var/log/*.log

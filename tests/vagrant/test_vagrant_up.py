@@ -139,8 +139,12 @@ def machine_durations(log_path: Path) -> dict[str, dict[str, float]]:
         entry = out.setdefault(name, {})
         if "Machine booted and ready" in text:
             entry["booted_s"] = t
-        if "Running provisioner: salt" in text:
-            entry["salt_start_s"] = t
+        if "Running provisioner: salt-install " in text:
+            entry["salt_install_start_s"] = t
+        if "Running provisioner: salt (" in text:
+            entry["highstate_start_s"] = t
+        if "Running provisioner: provisioned " in text:
+            entry["provisioned_s"] = t
         entry["last_line_s"] = t
     return out
 
