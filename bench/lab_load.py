@@ -355,6 +355,7 @@ def run_lab_load(
                 "duplicates": again.duplicates,
                 "lost_ids": again.lost_ids[:100],
                 "lost_detail": again.lost_detail,
+                "bounced_unarchived": again.bounced_unarchived,
             }
     finally:
         if failover and not kill_info:

@@ -11,7 +11,9 @@ either) and read their archives with MAM (XEP-0313); then:
 
 * acked    messages the server acknowledged (XEP-0198 ``<a h=…/>`` covering them)
 * found    acked messages present in the recipient's archive
-* lost     acked but not found: **must be 0**
+* lost     acked but not found, and no error stanza told the sender: **must be 0**
+* bounced  acked, then answered with an error stanza (the sender was told: a visible
+  failure, like ``xmpp-tool send`` exiting 76); counted apart when not archived
 * failed visibly: sends whose connection died before the ack (the client knows;
   with ``--resend`` they are sent again after the reconnect, with the same id)
 * duplicates: archive entries beyond the first for one message id
@@ -168,7 +170,7 @@ class Result:
     sent: int = 0  # messages sent at least once
     acked: int = 0
     found: int = 0  # acked messages found in the archives
-    lost: int = 0  # acked but not found: must be 0
+    lost: int = 0  # acked, not found, no error stanza: must be 0
     found_unacked: int = 0  # in the archive although never acknowledged
     unacked: int = 0  # sent, never acknowledged (visible to the sender)
     never_sent: int = 0  # not sent before the deadline
@@ -176,6 +178,7 @@ class Result:
     resent: int = 0
     duplicates: int = 0  # archive entries beyond the first per message id
     bounced: int = 0  # messages answered by an error stanza (the ack still counts)
+    bounced_unarchived: int = 0  # acked, then refused with an error stanza: visible, not lost
     archive_entries: int = 0  # this run's entries in the recipients' archives
     paging_repeats: int = 0  # one archive entry returned twice by MAM paging (not counted)
     logins_failed: int = 0
@@ -219,6 +222,7 @@ class Audit:
     archive_entries: int = 0
     paging_repeats: int = 0
     seconds: float = 0.0
+    bounced_unarchived: int = 0
     lost_ids: list[str] = field(default_factory=list)
     lost_detail: list[dict[str, Any]] = field(default_factory=list)
 
@@ -681,6 +685,11 @@ class LoadGen:
             if msg.acked_at is not None:
                 if mid in counts:
                     audit.found += 1
+                elif msg.bounced is not None:
+                    # The server acknowledged it, then answered with an error stanza:
+                    # the sender was told (xmpp-tool exits 76 for this), so it failed
+                    # visibly; lost counts only what nobody was told about.
+                    audit.bounced_unarchived += 1
                 else:
                     audit.lost += 1
                     audit.lost_ids.append(mid)
@@ -716,6 +725,7 @@ class LoadGen:
         res.duplicates, res.archive_entries = a.duplicates, a.archive_entries
         res.paging_repeats, res.verify_seconds = a.paging_repeats, a.seconds
         res.lost_ids = a.lost_ids[:100]
+        res.bounced_unarchived = a.bounced_unarchived
         res.lost_detail = a.lost_detail
 
     def _summarise(self) -> None:
@@ -762,7 +772,7 @@ def format_result(res: Result) -> str:
         f"   (MAM paging repeats {res.paging_repeats})",
         f"  unacked {res.unacked} (found anyway {res.found_unacked})   never sent "
         f"{res.never_sent}   failed visibly {res.failed_visibly} (resent {res.resent})   "
-        f"bounced {res.bounced}",
+        f"bounced {res.bounced} (acked, refused, not archived {res.bounced_unarchived})",
         f"  ack latency p50 {ms(res.p50_ms)}  p90 {ms(res.p90_ms)}  p99 {ms(res.p99_ms)}  "
         f"max {ms(res.max_ms)}",
         f"  {res.msgs_per_s if res.msgs_per_s is not None else '-'} msgs/s over "
@@ -879,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bench/loadgen.py",
         description=(
             "XMPP load generator: concurrent senders with XEP-0198 acks, then a MAM audit "
-            "of the recipients' archives (lost = acknowledged but not archived). "
+            "of the recipients' archives (lost = acknowledged, not archived, never refused). "
             "Password of all load accounts: $XMPP_TOOL_PASSWORD or --password-file."
         ),
         epilog=(

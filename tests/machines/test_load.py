@@ -49,7 +49,7 @@ def spec() -> Any:
 def _explain(report: dict[str, Any]) -> str:
     res = report["result"]
     keys = ("acked", "found", "lost", "lost_ids", "unacked", "failed_visibly", "duplicates",
-            "paging_repeats", "found_unacked", "errors")
+            "paging_repeats", "found_unacked", "bounced", "bounced_unarchived", "errors")
     out = {k: res[k] for k in keys}
     # Enough to tell a server that lost an acknowledged message from a client that
     # counted an ack wrongly: each lost message's history and the run's timeline.
