@@ -264,11 +264,7 @@ def server_errors(machines: Mapping[str, MachineLike], lines: int = 20) -> dict[
     out: dict[str, list[str]] = {}
     for name in EJABBERD_NODES:
         grep = rf"grep -hE '\[(error|critical)\]' /var/log/ejabberd/*.log | tail -{lines}"
-        res = machines[name].run(
-            ["sh", "-c", grep],
-            check=False,
-        )
-        out[name] = res.stdout.splitlines()
+        out[name] = machines[name].run(["sh", "-c", grep], check=False).stdout.splitlines()
     return out
 
 

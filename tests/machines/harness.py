@@ -52,8 +52,8 @@ ROOTFS_DIR = CACHE / "rootfs"
 PREFIX = os.environ.get("XTLAB_PREFIX", "xtlab")
 RUN_DIR = CACHE / ("run" if PREFIX == "xtlab" else f"run-{PREFIX}")  # `down` empties it
 STATE_DIR = RUN_DIR / "state"  # default state dir for `up`/`apply` by hand
-APPLY_LOG = CACHE / "apply.log"
-APPLY_TIMEOUT = 900.0  # seconds for one state.apply  # one line per state.apply: what took how long
+APPLY_LOG = CACHE / "apply.log"  # one line per state.apply: what took how long
+APPLY_TIMEOUT = 900.0  # seconds for one state.apply
 BRIDGE_NS = f"{PREFIX}-br"
 BRIDGE = "br0"
 HOST_IF = f"{PREFIX}0"  # host side of the host<->bridge veth (root netns)
