@@ -7,7 +7,7 @@ lab (``tests/machines/harness.py``):
 * **load**: N senders (throwaway accounts ``load0..``), M messages to R recipients
   (``loadrcpt0..``), XEP-0198 acks, then a MAM audit: lost = acked but not archived.
 * **failover**: the same load; once half the messages are acknowledged, ejabberd on
-  one node (default ``ejabberd2``) is killed hard — SIGKILL to every process of the
+  one node (default: the cluster's last) is killed hard — SIGKILL to every process of the
   unit — and kept down (``systemctl stop`` cancels systemd's Restart=on-failure, as if
   the node had died).  Clients reconnect through lb and land on the other node.
   Reported: lost (must be 0), how long clients took to be back, sends that failed
@@ -52,7 +52,11 @@ for p in (str(BENCH), str(CHECKOUT)):
 
 import loadgen  # noqa: E402
 
-EJABBERD_NODES = ("ejabberd1", "ejabberd2")
+from lab import manifest  # noqa: E402
+
+# The ejabberd cluster of the lab manifest (the first is the seed); functions below
+# take another list for another manifest (e.g. a three-node lab).
+EJABBERD_NODES = tuple(manifest.load()["cluster"]["ejabberd"])
 API = "http://127.0.0.1:5280/api"  # salt/ejabberd: admin_ip/admin_port (loopback only)
 
 
@@ -78,8 +82,7 @@ class MachineLike(Protocol):
 
 
 def lab_network() -> dict[str, Any]:
-    data = json.loads((CHECKOUT / "pillar" / "lab" / "network.json").read_text())
-    lab: dict[str, Any] = data["lab"]
+    lab: dict[str, Any] = manifest.load()
     return lab
 
 
@@ -95,8 +98,10 @@ class Target:
 def lab_target(state_dir: Path, direct_tls: bool = False) -> Target:
     from tests.machines import harness
 
+    entry = manifest.entry(harness.LAB, "ejabberd")
+    assert entry is not None, "the lab manifest names no entry machine for ejabberd"
     return Target(
-        host=harness.ADDRESSES["lb"],
+        host=harness.ADDRESSES[entry],
         port=5223 if direct_tls else 5222,
         domain=lab_network()["domains"]["ejabberd"],
         cafile=state_dir / "ca.crt",
@@ -228,25 +233,30 @@ def cluster_nodes(node: MachineLike, timeout: float = 20.0) -> set[str]:
 
 
 def wait_cluster(
-    machines: Mapping[str, MachineLike], want: set[str], timeout: float = 120.0
+    machines: Mapping[str, MachineLike],
+    want: set[str],
+    timeout: float = 120.0,
+    nodes: tuple[str, ...] = EJABBERD_NODES,
 ) -> dict[str, list[str]]:
     """Poll ``list_cluster`` on every node until all say ``want`` (or time out)."""
     deadline = time.monotonic() + timeout
     while True:
-        seen = {n: cluster_nodes(machines[n]) for n in EJABBERD_NODES}
+        seen = {n: cluster_nodes(machines[n]) for n in nodes}
         if all(v == want for v in seen.values()) or time.monotonic() > deadline:
             return {n: sorted(v) for n, v in seen.items()}
         time.sleep(1.0)
 
 
-def rejoin(machines: Mapping[str, MachineLike], name: str) -> dict[str, Any]:
-    """Re-apply Salt on ``name`` and wait until both nodes list the full cluster."""
-    want = {f"ejabberd@{n}" for n in EJABBERD_NODES}
+def rejoin(
+    machines: Mapping[str, MachineLike], name: str, nodes: tuple[str, ...] = EJABBERD_NODES
+) -> dict[str, Any]:
+    """Re-apply Salt on ``name`` and wait until every node lists the full cluster."""
+    want = {f"ejabberd@{n}" for n in nodes}
     t = time.monotonic()
     res = machines[name].apply()
     apply_s = time.monotonic() - t
     ok = bool(getattr(res, "ok", False))
-    seen = wait_cluster(machines, want)
+    seen = wait_cluster(machines, want, nodes=nodes)
     rejoined = all(set(v) == want for v in seen.values())
     return {
         "apply_ok": ok,
@@ -258,11 +268,13 @@ def rejoin(machines: Mapping[str, MachineLike], name: str) -> dict[str, Any]:
     }
 
 
-def server_errors(machines: Mapping[str, MachineLike], lines: int = 20) -> dict[str, list[str]]:
+def server_errors(
+    machines: Mapping[str, MachineLike], lines: int = 20, nodes: tuple[str, ...] = EJABBERD_NODES
+) -> dict[str, list[str]]:
     """The last error lines of each node's ejabberd log (e.g. a MAM write that
     Mnesia aborted): what to look at when an acknowledged message is missing."""
     out: dict[str, list[str]] = {}
-    for name in EJABBERD_NODES:
+    for name in nodes:
         grep = rf"grep -hE '\[(error|critical)\]' /var/log/ejabberd/*.log | tail -{lines}"
         out[name] = machines[name].run(["sh", "-c", grep], check=False).stdout.splitlines()
     return out
@@ -279,9 +291,11 @@ class LoadSpec:
     deadline: float = 300.0
     inflight: int = 5
     direct_tls: bool = False
-    kill_node: str = "ejabberd2"
+    kill_node: str = EJABBERD_NODES[-1]
     kill_at: float = 0.5  # fraction of the messages acknowledged before the kill
     keep_users: bool = False
+    # The cluster's nodes (the first is the seed, where accounts are registered).
+    nodes: tuple[str, ...] = EJABBERD_NODES
 
 
 def _config(spec: LoadSpec, target: Target, password: str) -> loadgen.LoadConfig:
@@ -307,7 +321,7 @@ def run_lab_load(
 ) -> dict[str, Any]:
     """One run through lb (optionally with the failover); returns the report."""
     target = lab_target(state_dir, spec.direct_tls)
-    seed = machines[EJABBERD_NODES[0]]
+    seed = machines[spec.nodes[0]]
     password = secrets.token_urlsafe(18)
     users = {f"load{i}": password for i in range(spec.senders)}
     users.update({f"loadrcpt{i}": password for i in range(spec.recipients)})
@@ -341,10 +355,10 @@ def run_lab_load(
         report["result"] = res.as_dict(with_latencies=True)
         if failover:
             report["kill"] = kill_info
-            report["rejoin"] = rejoin(machines, spec.kill_node)
+            report["rejoin"] = rejoin(machines, spec.kill_node, spec.nodes)
             # Audit again with both nodes up: nothing may have vanished meanwhile.
             again = asyncio.run(gen_box[0].audit())
-            report["server_errors"] = server_errors(machines)
+            report["server_errors"] = server_errors(machines, nodes=spec.nodes)
             report["after_rejoin"] = {
                 "found": again.found,
                 "lost": again.lost,
@@ -435,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inflight", type=int, default=5, help="unacked messages per sender (5)")
     p.add_argument("--direct-tls", action="store_true", help="lb:5223 (XEP-0368), else 5222")
     p.add_argument(
-        "--kill-node", choices=EJABBERD_NODES, default="ejabberd2", help="node to kill (ejabberd2)"
+        "--kill-node",
+        choices=EJABBERD_NODES,
+        default=EJABBERD_NODES[-1],
+        help=f"node to kill ({EJABBERD_NODES[-1]})",
     )
     p.add_argument(
         "--kill-at", type=float, default=0.5, help="fraction acked before the kill (0.5)"
@@ -499,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(describe(reports[-1]), flush=True)
         else:
             state_dir = (args.state_dir or harness.STATE_DIR).resolve()
-            machines = {n: harness._attach(n) for n in ("lb", *EJABBERD_NODES)}
+            entry = manifest.entry(harness.LAB, "ejabberd") or "lb"
+            machines = {n: harness._attach(n) for n in (entry, *EJABBERD_NODES)}
             for mode in modes:
                 reports.append(run_lab_load(machines, state_dir, spec, mode == "failover"))
                 print(describe(reports[-1]), flush=True)

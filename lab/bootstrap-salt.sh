@@ -4,8 +4,9 @@
 # upstream bootstrap-salt.sh, whose download URL (bootstrap.saltproject.io) was
 # shut down in Nov 2024 and which Vagrant < 2.4.3 still fetches.
 #
-# Deterministic and pinned: installs salt==3008.4 + saltext-mysql + PyMySQL
-# (the versions the project tests with) into the venv /opt/salt and links
+# Deterministic and pinned: installs the Salt version and extensions pinned in the lab
+# manifest (/srv/xmpp-tool/pillar/lab/manifest.json, lab:salt; the versions the project
+# tests with) into the venv /opt/salt and links
 # salt-call/salt-minion into /usr/local/bin, where the provisioner looks for them.
 #   * offline from a wheelhouse when the checkout carries one for this guest's
 #     Python: /srv/xmpp-tool/lab/state/wheelhouse/py3.13/ (built on a host with
@@ -22,7 +23,6 @@ set -eu
 
 SRC=${XMPP_LAB_SRC:-/srv/xmpp-tool}
 VENV=/opt/salt
-PINS="salt==3008.4 saltext-mysql==1.1.0 PyMySQL==1.2.4"
 
 config_dir=
 configure_only=0
@@ -71,6 +71,9 @@ fi
 # 2. Salt, pinned, in /opt/salt.
 pyver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
 if [ -z "$pyver" ]; then apt_install python3; pyver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])'); fi
+PINS=$(python3 "$SRC/lab/manifest.py" salt-pins) ||
+  { echo "bootstrap-salt: cannot read the Salt pins from $SRC/pillar/lab/manifest.json" >&2; exit 1; }
+PINS=$(echo $PINS)  # one line
 stamp="$PINS python$pyver"
 if [ -x "$VENV/bin/salt-call" ] && [ "$(cat "$VENV/.pins" 2>/dev/null)" = "$stamp" ]; then
   log "Salt already installed ($stamp)"

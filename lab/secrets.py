@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the lab's per-checkout secrets, lab CA and ready client config.
 
-Usage: python3 lab/secrets.py [--state-dir DIR] [--rotate [--keep-cookie]]
+Usage: python3 lab/secrets.py [--state-dir DIR] [--manifest FILE] [--rotate [--keep-cookie]]
 
 Writes into DIR (default: lab/state next to this file):
   secrets.sls  pillar (mode 0600): Erlang cookie, MariaDB password, demo users'
@@ -18,10 +18,11 @@ passwords and cookie); `--keep-cookie` keeps the Erlang cookie while rotating th
 for its peer's Mnesia tables until the peer has the same cookie). client.toml is always
 rewritten from the current secrets and network, so it follows network overrides.
 
-Network: pillar/lab/network.json (the lab defaults), deep-merged with DIR/overrides.sls
-when that exists; overrides.sls must be JSON (a subset of YAML, so Salt reads it as
-pillar too). Only the Python standard library and the `openssl` command are used,
-so a Vagrantfile can run this on any host.
+Machines and addresses: the lab manifest pillar/lab/manifest.json (lab/manifest.py),
+deep-merged with DIR/overrides.sls when that exists; overrides.sls must be JSON (a
+subset of YAML, so Salt reads it as pillar too); --manifest names another manifest.
+Only the Python standard library and the `openssl` command are used, so a Vagrantfile
+can run this on any host.
 
 Exit codes: 0 ok, 64 usage, 65 bad input file, 69 openssl missing or failing,
 73 state dir not writable.
@@ -30,6 +31,7 @@ Exit codes: 0 ok, 64 usage, 65 bad input file, 69 openssl missing or failing,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -39,10 +41,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-NETWORK_DEFAULTS = HERE.parent / "pillar" / "lab" / "network.json"
+
+
+def _manifest_module() -> ModuleType:
+    """lab/manifest.py by its path: run as a script (often with -I, see the Vagrantfile)
+    this file has no package to import it from."""
+    spec = importlib.util.spec_from_file_location("lab_manifest", HERE / "manifest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+manifest = _manifest_module()
 
 # Demo accounts per service; the key is the service (a key of lab:domains).
 DEMO_USERS = ("alice", "bob")
@@ -63,43 +78,20 @@ class Failure(Exception):
         self.code = code
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def read_json_sls(path: Path) -> dict[str, Any]:
-    """Read a JSON file that may start with '#' comment lines (our .sls files)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise Failure(65, f"cannot read {path}: {exc.strerror}") from None
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise Failure(65, f"{path}: not JSON (line {exc.lineno}): {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise Failure(65, f"{path}: top level must be a mapping")
-    return data
+        data: dict[str, Any] = manifest.read_json_sls(path)
+        return data
+    except manifest.ManifestError as exc:
+        raise Failure(65, str(exc)) from None
 
 
-def load_network(state_dir: Path) -> dict[str, Any]:
-    net = read_json_sls(NETWORK_DEFAULTS)
-    overrides = state_dir / "overrides.sls"
-    if overrides.exists():
-        net = deep_merge(net, read_json_sls(overrides))
-    lab = net.get("lab")
-    if not isinstance(lab, dict) or not isinstance(lab.get("hosts"), dict):
-        raise Failure(65, "network pillar lacks lab:hosts")
-    return lab
+def load_lab(state_dir: Path, path: Path | None = None) -> dict[str, Any]:
+    try:
+        lab: dict[str, Any] = manifest.load(state_dir, path or manifest.MANIFEST)
+        return lab
+    except manifest.ManifestError as exc:
+        raise Failure(65, str(exc)) from None
 
 
 # NB: this file is named secrets.py, so `import secrets` would import itself when run
@@ -186,12 +178,9 @@ def toml_str(value: str) -> str:
 def client_toml(lab: dict[str, Any], data: dict[str, Any], cafile: Path) -> str:
     hosts: dict[str, str] = lab["hosts"]
     domains: dict[str, str] = lab.get("domains", {})
-    # Where clients connect for each service: prosody directly; ejabberd through lb
-    # when the lab has one, else the first ejabberd node.
-    entry = {
-        "prosody": hosts.get("prosody"),
-        "ejabberd": hosts.get("lb") or hosts.get("ejabberd1"),
-    }
+    # Where clients connect for each service: the manifest's entry machine (lb for
+    # the ejabberd cluster).
+    entry = {service: hosts.get(manifest.entry(lab, service) or "") for service in SERVICES}
     lines = [
         "# Generated by lab/secrets.py: the lab's demo accounts (mode 0600, holds passwords).",
         '# xmpp-tool -f THIS_FILE -a alice@prosody send bob@prosody.test "hello"',
@@ -214,7 +203,8 @@ def client_toml(lab: dict[str, Any], data: dict[str, Any], cafile: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(state_dir: Path, rotate: bool, keep_cookie: bool = False) -> None:
+def run(state_dir: Path, rotate: bool, keep_cookie: bool = False,
+        manifest_path: Path | None = None) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     sls = state_dir / "secrets.sls"
     old = read_json_sls(sls) if sls.exists() else {}
@@ -222,7 +212,7 @@ def run(state_dir: Path, rotate: bool, keep_cookie: bool = False) -> None:
         cookie = get(old, "ejabberd", "cookie")
         old = {"ejabberd": {"cookie": cookie}} if keep_cookie and cookie else {}
     data = build_secrets(old)
-    lab = load_network(state_dir)
+    lab = load_lab(state_dir, manifest_path)
     if data != old:
         write_private(sls, HEADER + json.dumps(data, indent=2, sort_keys=True) + "\n")
     ca = state_dir / "ca.crt"
@@ -245,12 +235,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="generate every secret anew (then re-apply Salt)")
     parser.add_argument("--keep-cookie", action="store_true",
                         help="with --rotate: keep the Erlang cookie of the ejabberd cluster")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="another lab manifest (default pillar/lab/manifest.json)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return 64 if exc.code not in (0, None) else 0
     try:
-        run(args.state_dir.resolve(), args.rotate, args.keep_cookie)
+        run(args.state_dir.resolve(), args.rotate, args.keep_cookie, args.manifest)
     except Failure as exc:
         print(f"secrets.py: {exc}", file=sys.stderr)
         return exc.code

@@ -7,7 +7,6 @@ every path and pillar it names must exist in the checkout.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import json
 import os
@@ -19,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from lab import manifest
+
 ROOT = Path(__file__).resolve().parents[1]
 IN_VM = "/srv/xmpp-tool"
-MACHINES = ["prosody", "ejabberd1", "ejabberd2", "lb"]
 RENDER = (
     'require "erb"; require "yaml"; require "json"; text = File.read(ARGV[0]); '
     'text = ERB.new(text).result if ARGV[1] == "erb"; '
@@ -29,13 +29,15 @@ RENDER = (
 )
 
 
-def ruby_yaml(path: Path, erb: bool, provider: str = "virtualbox") -> Any:
-    """YAML (after ERB) parsed by Ruby, as Test Kitchen and Vagrant's Ruby do."""
+def ruby_yaml(path: Path, erb: bool, provider: str = "virtualbox", cwd: Path = ROOT) -> Any:
+    """YAML (after ERB) parsed by Ruby, as Test Kitchen and Vagrant's Ruby do (Kitchen
+    renders kitchen.yml in the project directory: it reads the manifest from there)."""
     if shutil.which("ruby") is None:
         pytest.skip("ruby missing (comes with vagrant: bash tests/setup.sh)")
     env = {**os.environ, "VAGRANT_DEFAULT_PROVIDER": provider}
     res = subprocess.run(["ruby", "-e", RENDER, str(path), "erb" if erb else "plain"],
-                         env=env, capture_output=True, text=True, check=False, timeout=60)
+                         env=env, capture_output=True, text=True, check=False, timeout=60,
+                         cwd=cwd)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
@@ -87,9 +89,9 @@ def test_salt_solo_never_uses_the_dead_bootstrap_url(kitchen: dict[str, Any]) ->
     assert prov["require_chef"] is False
     text = (ROOT / "kitchen.yml").read_text()
     assert not re.search(r"^[^#]*(saltproject\.io|saltstack\.(com|org))", text, re.M)
-    # The version kitchen-salt checks is the one the bootstrap pins.
-    pins = (ROOT / "lab/bootstrap-salt.sh").read_text()
-    assert f"salt=={prov['salt_version']}" in pins
+    # The version kitchen-salt checks is the one the manifest pins (and the bootstrap
+    # installs).
+    assert f"salt=={prov['salt_version']}" in manifest.salt_pins()
 
 
 def test_minion_config_is_the_labs(kitchen: dict[str, Any]) -> None:
@@ -102,43 +104,18 @@ def test_minion_config_is_the_labs(kitchen: dict[str, Any]) -> None:
         assert checkout_path(root).is_dir(), root
 
 
-@functools.cache
-def pillar_top() -> dict[str, Any]:
-    top: dict[str, Any] = ruby_yaml(ROOT / "pillar/top.sls", erb=False)["base"]
-    return top
-
-
-def pillar_sls_for(minion_id: str) -> list[str]:
-    """The pillar sls names pillar/top.sls gives a minion id (glob targets only)."""
-    top = pillar_top()
-    names: list[str] = []
-    for target, entries in top.items():
-        if target.startswith("E@"):
-            if not re.fullmatch(target[2:], minion_id):
-                continue
-        elif not fnmatch.fnmatch(minion_id, target):
-            continue
-        names += [e for e in entries if isinstance(e, str)]
-    return names
-
-
-def test_one_suite_per_role_with_that_roles_pillar(kitchen: dict[str, Any]) -> None:
+def test_one_suite_per_machine_of_the_manifest(kitchen: dict[str, Any]) -> None:
+    """Suites are the manifest's machines in its order (what pillar each gets is
+    checked by tests/vagrant/test_structure.py and the Salt gates)."""
+    lab = manifest.load()
     suites = kitchen["suites"]
-    assert [s["name"] for s in suites] == MACHINES
-    network = json.loads((ROOT / "pillar/lab/network.json").read_text())["lab"]["hosts"]
+    assert [s["name"] for s in suites] == manifest.names(lab)
     for suite in suites:
         name = suite["name"]
         assert suite["provisioner"]["salt_minion_id"] == name
         assert suite["driver"]["vm_hostname"] == name
         nets = suite["driver"]["network"]
-        assert nets == [["private_network", {"ip": network[name]}]]
-        sls = pillar_sls_for(name)
-        assert any(s.startswith("roles.") for s in sls), (name, sls)
-        for s in sls:
-            if s in {"secrets", "overrides"}:
-                continue  # in lab/state, made by lab/secrets.py / optional
-            rel = Path("pillar", *s.split("."))
-            assert (ROOT / f"{rel}.sls").is_file() or (ROOT / rel / "init.sls").is_file(), s
+        assert nets == [["private_network", {"ip": lab["hosts"][name]}]]
     assert (ROOT / "lab/secrets.py").is_file()
 
 

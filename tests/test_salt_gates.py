@@ -16,7 +16,6 @@ functions (only read-only unless/onlyif probes run).
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -28,12 +27,14 @@ from typing import Any
 
 import pytest
 
+from lab import manifest, saltlocal
+
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".cache" / "salt-venv" / "bin"
-SALT_CALL = VENV / "salt-call"
-SALT_LINT = VENV / "salt-lint"
+SALT_CALL = saltlocal.SALT_CALL
+SALT_LINT = SALT_CALL.parent / "salt-lint"
 SECRETS = ROOT / "lab" / "secrets.py"
-MACHINES = ("prosody", "ejabberd1", "ejabberd2", "lb")
+LAB = manifest.load()
+MACHINES = tuple(manifest.names(LAB))
 RELEASES: dict[str, dict[str, Any]] = {
     "debian12": {
         "os": "Debian", "os_family": "Debian", "osfinger": "Debian-12",
@@ -45,8 +46,8 @@ RELEASES: dict[str, dict[str, Any]] = {
     },
 }
 
-# State IDs each machine must have (and, by role, must not have).
-EXPECTED = {
+# State IDs each role must have (and, by role, must not have).
+EXPECTED_BY_ROLE = {
     "prosody": {
         "lab-apt-package-lists-refreshed", "labtls-ca-certificate-trusted",
         "labtls-prosody.test-certificate-signed-by-lab-ca",
@@ -57,27 +58,48 @@ EXPECTED = {
         "prosody-user-alice@prosody.test-registered",
         "prosody-user-bob@prosody.test-registered",
     },
-    "ejabberd1": {
+    "ejabberd": {
         "ejabberd-package-daemon-start-blocked-during-install",
         "ejabberd-config-systemd-dropin-plain-service", "ejabberd-config-systemd-reloaded",
         "ejabberd-config-erlang-cookie", "ejabberd-service-running",
         "labtls-ejabberd.test-certificate-signed-by-lab-ca",
-        "ejabberd-cluster-seed-or-single-node",
-        "ejabberd-user-alice@ejabberd.test-registered",
-        "ejabberd-user-bob@ejabberd.test-registered",
     },
-    "ejabberd2": {
-        "ejabberd-service-running", "ejabberd-cluster-joined-ejabberd@ejabberd1",
-    },
-    "lb": {"haproxy-config-tcp-passthrough-to-cluster", "haproxy-service-running"},
+    "haproxy": {"haproxy-config-tcp-passthrough-to-cluster", "haproxy-service-running"},
 }
-FORBIDDEN_PREFIXES = {
+FORBIDDEN_BY_ROLE = {
     "prosody": ("ejabberd-", "haproxy-"),
-    "ejabberd1": ("prosody-", "mariadb-", "haproxy-"),
-    # Users are registered once, on the seed; the second node gets them by Mnesia.
-    "ejabberd2": ("prosody-", "mariadb-", "haproxy-", "ejabberd-user-"),
-    "lb": ("prosody-", "mariadb-", "ejabberd-", "labtls-"),
+    "ejabberd": ("prosody-", "mariadb-", "haproxy-"),
+    "haproxy": ("prosody-", "mariadb-", "ejabberd-", "labtls-"),
 }
+
+
+CLUSTER = LAB["cluster"]["ejabberd"]
+# Machines whose pillar the map probes use: one per role; for ejabberd a joining node.
+PROBED = {"prosody": manifest.with_role(LAB, "prosody")[0], "ejabberd": CLUSTER[-1],
+          "haproxy": manifest.with_role(LAB, "haproxy")[0]}
+
+
+def expected(machine: str) -> set[str]:
+    """The role's states; a cluster's seed registers the users, the others join it."""
+    out = set(EXPECTED_BY_ROLE[LAB["machines"][machine]["role"]])
+    members = LAB["cluster"].get(LAB["machines"][machine].get("cluster"), [])
+    if members and members[0] != machine:
+        out.add(f"ejabberd-cluster-joined-ejabberd@{members[0]}")
+    elif members:
+        out |= {"ejabberd-cluster-seed-or-single-node",
+                "ejabberd-user-alice@ejabberd.test-registered",
+                "ejabberd-user-bob@ejabberd.test-registered"}
+    return out
+
+
+def forbidden(machine: str) -> tuple[str, ...]:
+    out = FORBIDDEN_BY_ROLE[LAB["machines"][machine]["role"]]
+    members = LAB["cluster"].get(LAB["machines"][machine].get("cluster"), [])
+    if members and members[0] != machine:
+        # Users are registered once, on the seed; the other nodes get them by Mnesia.
+        out += ("ejabberd-user-",)
+    return out
+
 
 PROBE = """\
 {%- from 'prosody/map.jinja' import prosody with context %}
@@ -130,43 +152,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config_dir(work: Path, release: str, machine: str, kind: str) -> Path:
-    """lab/minion with /srv/xmpp-tool pointed at the checkout, Salt's dirs in tmp.
-
-    One per run: concurrent salt-calls must not share caches."""
-    conf = work / f"conf-{kind}-{release}-{machine}"
-    conf.mkdir()
-    text = (ROOT / "lab" / "minion").read_text()
-    text = text.replace("/srv/xmpp-tool/lab/state", str(work / "state"))
-    text = text.replace("/srv/xmpp-tool", str(ROOT))
-    lines = []
-    for line in text.splitlines():
-        key = line.split(":", 1)[0]
-        if key in {"root_dir", "cachedir", "pki_dir", "log_file"}:
-            continue
-        lines.append(line)
-        if line.strip() == f"- {ROOT}/salt":
-            lines.append(f"    - {work / 'probe'}")
-    run = conf / "run"
-    lines += [
-        f"root_dir: {run}",
-        f"cachedir: {run / 'cache'}",
-        f"pki_dir: {run / 'pki'}",
-        f"log_file: {run / 'minion.log'}",
-        f"sock_dir: {run / 'sock'}",
-        "grains:",
-        *(f"  {k}: {json.dumps(v)}" for k, v in RELEASES[release].items()),
-    ]
-    (conf / "minion").write_text("\n".join(lines) + "\n")
-    return conf
+    """lab/minion pointed at the checkout and the probe, one per salt-call."""
+    return saltlocal.config_dir(work / f"conf-{kind}-{release}-{machine}", work / "state",
+                                grains=RELEASES[release], extra_file_roots=[work / "probe"])
 
 
 def salt_call(conf: Path, machine: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SALT")}
-    return subprocess.run(
-        [str(SALT_CALL), "--local", f"--config-dir={conf}", f"--id={machine}",
-         "--out=json", "--log-level=quiet", "--retcode-passthrough", *args],
-        capture_output=True, text=True, check=False, timeout=300, env=env,
-    )
+    return saltlocal.salt_call(conf, machine, *args)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +169,9 @@ def results(workdir: Path) -> dict[tuple[str, str, str], subprocess.CompletedPro
         for machine in MACHINES:
             jobs.append(("highstate", release, machine, ("state.show_highstate",)))
             jobs.append(("mock", release, machine, ("state.apply", "mock=True")))
-        jobs.append(("probe", release, "ejabberd2", ("state.show_sls", "gate_probe")))
+        # Each formula's map with the pillar of a machine of its role.
+        for machine in PROBED.values():
+            jobs.append(("probe", release, machine, ("state.show_sls", "gate_probe")))
 
     def one(job: tuple[str, str, str, tuple[str, ...]]) -> subprocess.CompletedProcess[str]:
         kind, release, machine, args = job
@@ -211,8 +205,8 @@ def test_show_highstate_renders_the_role_of_each_machine(
     machine: str, release: str,
 ) -> None:
     states = parse(results[("highstate", release, machine)])
-    assert EXPECTED[machine] <= set(states), EXPECTED[machine] - set(states)
-    wrong = [s for s in states if s.startswith(FORBIDDEN_PREFIXES[machine])]
+    assert expected(machine) <= set(states), expected(machine) - set(states)
+    wrong = [s for s in states if s.startswith(forbidden(machine))]
     assert not wrong, f"{machine} got states of another role: {wrong}"
     # Every cmd.run is bounded by unless/onlyif/creates/onchanges (re-apply = no change).
     for sid, body in states.items():
@@ -234,13 +228,13 @@ def test_mock_apply_succeeds_for_each_machine(
     failed = {k: v.get("comment") for k, v in ret.items() if v.get("result") is False}
     assert not failed
     ran = {v["__id__"] for v in ret.values()}
-    assert EXPECTED[machine] <= ran
+    assert expected(machine) <= ran
     assert ran == set(highstate)
 
 
 def probe(results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
-          release: str) -> dict[str, Any]:
-    data = parse(results[("probe", release, "ejabberd2")])
+          release: str, machine: str = PROBED["ejabberd"]) -> dict[str, Any]:
+    data = parse(results[("probe", release, machine)])
     name = data["gate-probe"]["test"][0]["name"]
     out: dict[str, Any] = json.loads(name)
     return out
@@ -249,7 +243,7 @@ def probe(results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
 def test_prosody_release_differences(
     results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
 ) -> None:
-    p12, p13 = probe(results, "debian12"), probe(results, "debian13")
+    p12, p13 = (probe(results, r, PROBED["prosody"]) for r in ("debian12", "debian13"))
     assert '"posix";' in p12["prosody_cfg"]  # 0.12 needs mod_posix
     assert "posix" not in p13["prosody_cfg"]  # deprecated in 13
     for cfg in (p12["prosody_cfg"], p13["prosody_cfg"]):
@@ -273,11 +267,13 @@ def test_ejabberd_node_distribution_and_listeners(
         p = probe(results, release)
         assert p["ejabberd"]["version"] == version
         ctl = p["ejabberdctl_cfg"]
-        assert "ERLANG_NODE=ejabberd@ejabberd2" in ctl
+        node = PROBED["ejabberd"]
+        assert f"ERLANG_NODE=ejabberd@{node}" in ctl
         assert "ERL_DIST_PORT=4370" in ctl
-        assert "INET_DIST_INTERFACE=192.168.56.12" in ctl
+        assert f"INET_DIST_INTERFACE={LAB['hosts'][node]}" in ctl
         assert "ListenStream=127.0.0.1:4369" in p["epmd_socket"]
-        assert p["ejabberd"]["seed"] == "ejabberd@ejabberd1"
+        assert p["ejabberd"]["seed"] == f"ejabberd@{CLUSTER[0]}"
+        assert p["ejabberd"]["cluster"]["nodes"] == [f"ejabberd@{n}" for n in CLUSTER]
         yml = p["ejabberd_yml"]
         assert yml.count("use_proxy_protocol: true") == 2
         assert 'ip: "127.0.0.1"' in yml and "port: 5280" in yml
@@ -290,16 +286,16 @@ def test_ejabberd_node_distribution_and_listeners(
 def test_haproxy_and_mariadb_configs(
     results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
 ) -> None:
-    p = probe(results, "debian13")
-    cfg = p["haproxy_cfg"]
+    cfg = probe(results, "debian13", PROBED["haproxy"])["haproxy_cfg"]
     assert "mode tcp" in cfg
     for port in (5222, 5223):
         assert f"bind 0.0.0.0:{port}" in cfg
-        for node, addr in (("ejabberd1", "192.168.56.11"), ("ejabberd2", "192.168.56.12")):
-            assert f"server {node} {addr}:{port} check" in cfg
-    assert cfg.count("send-proxy check-send-proxy") == 4
+        for node in CLUSTER:  # every member of the manifest's cluster, at its address
+            assert f"server {node} {LAB['hosts'][node]}:{port} check" in cfg
+    assert cfg.count("send-proxy check-send-proxy") == 2 * len(CLUSTER)
     assert "stats socket /run/haproxy/admin.sock" in cfg
-    assert "bind-address = 127.0.0.1" in p["mariadb_cnf"]
+    mariadb_cnf = probe(results, "debian13", PROBED["prosody"])["mariadb_cnf"]
+    assert "bind-address = 127.0.0.1" in mariadb_cnf
 
 
 # --- lab/secrets.py -------------------------------------------------------------------
@@ -363,7 +359,8 @@ def test_secrets_generator_keeps_values_and_rotates_on_request(state_dir: Path) 
 def test_secrets_generator_follows_network_overrides(state_dir: Path) -> None:
     state_dir.mkdir()
     (state_dir / "overrides.sls").write_text(json.dumps(
-        {"lab": {"hosts": {"prosody": "10.99.0.10", "lb": "10.99.0.13"}}}))
+        {"lab": {"machines": {"prosody": {"address": "10.99.0.10"},
+                              "lb": {"address": "10.99.0.13"}}}}))
     assert run_secrets(state_dir).returncode == 0
     with (state_dir / "client.toml").open("rb") as fh:
         accounts = tomllib.load(fh)["accounts"]

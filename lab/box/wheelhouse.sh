@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build a wheelhouse of the lab's pinned Salt (the PINS line of
-# lab/bootstrap-salt.sh) for a Debian release's own Python, in a throwaway
+# Build a wheelhouse of the lab's pinned Salt (lab:salt of the lab manifest,
+# pillar/lab/manifest.json, as lab/bootstrap-salt.sh installs it) for a Debian release's own Python, in a throwaway
 # mmdebstrap chroot of that release, so that lab/bootstrap-salt.sh installs
 # Salt in a VM offline in seconds instead of compiling it under emulation.
 #
@@ -21,8 +21,8 @@ mirror=${XMPP_LAB_BOX_MIRROR:-http://deb.debian.org/debian}
 cache=$repo/.cache/wheelhouse
 
 log() { printf 'wheelhouse: %s\n' "$*" >&2; }
-pins=$(sed -n 's/^PINS="\(.*\)"$/\1/p' "$repo/lab/bootstrap-salt.sh")
-[ -n "$pins" ] || { log "no PINS line in lab/bootstrap-salt.sh"; exit 1; }
+pins=$(python3 "$repo/lab/manifest.py" salt-pins | paste -sd ' ')
+[ -n "$pins" ] || { log "no lab:salt pins in pillar/lab/manifest.json"; exit 1; }
 case "$suite" in trixie) py=3.13 ;; bookworm) py=3.11 ;; *) log "unsupported suite $suite"; exit 64 ;; esac
 
 mapfile -t host_cas < <(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort)

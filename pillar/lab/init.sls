@@ -1,9 +1,6 @@
-{#- Lab-wide pillar. Addresses and domains come from ONE file, lab/network.json
-    (also read by the Vagrantfile and lab/secrets.py); override them with
-    <state dir>/overrides.sls. #}
-{%- import_json 'lab/network.json' as network %}
-{%- do network.lab.update({
-      'pkg_refresh': True,
-      'cluster': {'ejabberd': ['ejabberd1', 'ejabberd2']},
-    }) %}
-{{ network | yaml(False) }}
+{#- Lab-wide pillar: the lab manifest (pillar/lab/manifest.json, + overrides.sls) with
+    its derived keys (lab:hosts, lab:cluster), for salt/lab and the tests. The
+    formulas never read it: pillar/roles/<role>.sls gives each its own keys. #}
+{%- from 'lab/map.jinja' import lab with context %}
+{%- do lab.setdefault('pkg_refresh', True) %}
+{{ {'lab': lab} | yaml(False) }}

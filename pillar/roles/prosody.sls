@@ -1,7 +1,16 @@
-# Role: prosody on a local MariaDB (loopback only). Secrets (passwords) come from
-# secrets.sls; addresses and the domain from lab/network.json (+ overrides).
+{#- Role: prosody on a local MariaDB (loopback only). Secrets (passwords) come from
+    secrets.sls; the domain from the lab manifest, the certificate from labtls. #}
+{%- from 'lab/map.jinja' import lab, tls with context %}
+{%- set domain = lab.domains.prosody %}
 roles:
   - prosody
+labtls:
+  cert_dir: {{ tls.cert_dir }}
+  key_dir: {{ tls.key_dir }}
+  key_group: {{ tls.key_group }}
+  certificates:
+    {{ domain }}:
+      names: [{{ domain }}, {{ grains['id'] }}]
 mariadb:
   databases:
     prosody:
@@ -13,4 +22,13 @@ mariadb:
       grants:
         prosody: all privileges
 prosody:
+  domain: {{ domain }}
+  certificate: {{ tls.cert_dir }}/{{ domain }}.crt
+  key: {{ tls.key_dir }}/{{ domain }}.key
+  key_group: {{ tls.key_group }}
+  certificate_sls:
+    - labtls.certificates
+  # The SQL database and user come from the mariadb formula on this machine.
+  database_sls:
+    - mariadb.database
   archive_expires_after: never

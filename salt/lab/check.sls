@@ -5,7 +5,7 @@ lab-check-secrets-and-role-pillar-present:
     - name: >-
         No secrets or no role in pillar for minion {{ grains['id'] }}: run
         `python3 lab/secrets.py` (state dir = second pillar root) and use a minion id
-        of pillar/top.sls (prosody, ejabberd1, ejabberd2, lb).
+        of the lab manifest (pillar/lab/manifest.json).
     - failhard: True
 {%- else %}
 lab-check-secrets-and-role-pillar-present:

@@ -1,10 +1,11 @@
 {#- Every lab machine and XMPP domain resolvable on every machine: short Erlang node
-    names (ejabberd@ejabberd1) need it. `clean` drops the name from other lines
+    names (ejabberd@ejabberd1) need it. A domain resolves to its entry machine
+    (lab:entries, e.g. ejabberd.test -> lb). `clean` drops the name from other lines
     (Debian maps the own hostname to 127.0.1.1, which would put the Erlang
     distribution on loopback). #}
 {%- set lab = salt['pillar.get']('lab', {}) %}
 {%- set hosts = lab.get('hosts', {}) %}
-{%- set domains = lab.get('domains', {}) %}
+{%- set entries = lab.get('entries', {}) %}
 {%- for name, address in hosts | dictsort %}
 
 lab-hosts-{{ name }}-resolves-to-{{ address }}:
@@ -13,9 +14,8 @@ lab-hosts-{{ name }}-resolves-to-{{ address }}:
     - ip: {{ address }}
     - clean: True
 {%- endfor %}
-{%- for service, domain in domains | dictsort %}
-{%-   set address = hosts.get('lb') if service == 'ejabberd' and hosts.get('lb')
-                   else hosts.get(service) or hosts.get(service ~ '1') %}
+{%- for service, domain in lab.get('domains', {}) | dictsort %}
+{%-   set address = hosts.get(entries.get(service)) %}
 {%-   if address %}
 
 lab-hosts-domain-{{ domain }}-resolves-to-{{ address }}:

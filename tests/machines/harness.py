@@ -42,6 +42,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from lab import manifest
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("XTLAB_CACHE") or CHECKOUT / ".cache" / "machines")
 ROOTFS_DIR = CACHE / "rootfs"
@@ -58,26 +60,21 @@ BRIDGE_NS = f"{PREFIX}-br"
 BRIDGE = "br0"
 HOST_IF = f"{PREFIX}0"  # host side of the host<->bridge veth (root netns)
 
-# The lab's machines and addresses come from the lab's one network file
-# (pillar/lab/network.json: lab.hosts, lab.network.cidr).  The harness moves
-# them into its own /24 (same last octet) and says so in overrides.sls, so the
-# machines cannot collide with a real 192.168.56.0/24 host-only network.
-NETWORK_JSON = CHECKOUT / "pillar" / "lab" / "network.json"
+# The lab's machines, addresses and provisioning order come from the lab manifest
+# (pillar/lab/manifest.json, lab/manifest.py).  The harness moves the addresses into
+# its own /24 (same last octet) and says so in overrides.sls, so the machines cannot
+# collide with a real 192.168.56.0/24 host-only network.
 SUBNET = os.environ.get("XTLAB_SUBNET", "10.213.56")
 HOST_ADDR = f"{SUBNET}.1"
-DEFAULT_HOSTS = {"prosody": 10, "ejabberd1": 11, "ejabberd2": 12, "lb": 13}
 
 
-def _lab_addresses() -> dict[str, str]:
-    try:
-        hosts = json.loads(NETWORK_JSON.read_text())["lab"]["hosts"]
-        octets = {name: int(str(ip).rsplit(".", 1)[1]) for name, ip in hosts.items()}
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        octets = DEFAULT_HOSTS
-    return {name: f"{SUBNET}.{octet}" for name, octet in octets.items()}
+def lab_addresses(lab: dict[str, Any]) -> dict[str, str]:
+    """Every machine of ``lab`` at its address moved into the harness's subnet."""
+    return {name: f"{SUBNET}.{str(ip).rsplit('.', 1)[1]}" for name, ip in lab["hosts"].items()}
 
 
-ADDRESSES = _lab_addresses()
+LAB = manifest.load()
+ADDRESSES = lab_addresses(LAB)
 
 MIRRORS = {
     "trixie": [
@@ -107,11 +104,9 @@ BUILD_PACKAGES = ["gcc", "libc6-dev", "python3-dev"]
 FORMULA_PARAMETERS = CHECKOUT / "salt"
 
 
-# pip packages in /opt/salt (salt-call, the MySQL extension, and testinfra so
-# tests/infra runs inside a machine with --hosts=local://).
-# Pins as in tests/setup.d/20-salt.sh (host venv) and the host's .venv.
-PIP_PACKAGES = ["salt==3008.4", "saltext-mysql==1.1.0", "PyMySQL==1.2.4",
-                "pytest-testinfra==10.2.2", "pytest==9.2.0"]
+# pip packages in /opt/salt: the lab's Salt as pinned in the manifest, and testinfra
+# so tests/infra runs inside a machine with --hosts=local:// (pins as in the host's .venv).
+PIP_PACKAGES = [*manifest.salt_pins(LAB), "pytest-testinfra==10.2.2", "pytest==9.2.0"]
 
 MACHINE_PATH = "/opt/salt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHECKOUT_IN_MACHINE = "/srv/xmpp-tool"
@@ -339,6 +334,9 @@ class Machine:
     release: str
     addr: str
     state_dir: Path
+    # Another lab manifest, bound over the checkout's inside the machine (a lab that
+    # differs from the committed one, e.g. a third cluster node); None: the checkout's.
+    manifest_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     pid: int | None = None  # the machine's systemd, in the host's PID namespace
     applies: list[ApplyResult] = field(default_factory=list)
@@ -378,6 +376,9 @@ class Machine:
             f"--bind-ro={CHECKOUT}:{CHECKOUT_IN_MACHINE}:norbind",
             f"--bind-ro={self.state_dir}:{CHECKOUT_IN_MACHINE}/lab/state:norbind",
         ]
+        if self.manifest_path is not None:
+            rel = manifest.MANIFEST.relative_to(CHECKOUT)
+            cmd.append(f"--bind-ro={self.manifest_path}:{CHECKOUT_IN_MACHINE}/{rel}:norbind")
         with open(self.logfile, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -541,20 +542,24 @@ def overrides_yaml(addresses: dict[str, str] | None = None) -> str:
     """Pillar that makes the lab fit the harness: no apt refresh (machines have
     no archive, only the pre-staged cache) and the harness's subnet
     (keys: pillar/README.md of the lab)."""
+    machines = {n: {"address": a} for n, a in (addresses or ADDRESSES).items()}
     data = {"lab": {"pkg_refresh": False,
                     "network": {"cidr": f"{SUBNET}.0/24"},
-                    "hosts": dict(addresses or ADDRESSES)}}
+                    "machines": machines}}
     # JSON is YAML: no YAML library needed on the host.
     return "# written by tests/machines/harness.py\n" + json.dumps(data, indent=2) + "\n"
 
 
-def make_state_dir(path: Path, generate: bool = True) -> Path:
+def make_state_dir(path: Path, generate: bool = True,
+                   manifest_path: Path | None = None) -> Path:
     """overrides.sls, then secrets/CA/client config by the lab's own generator
     (which reads the overrides, so client.toml has the harness's addresses)."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "overrides.sls").write_text(overrides_yaml())
+    addresses = lab_addresses(manifest.load(path=manifest_path)) if manifest_path else None
+    (path / "overrides.sls").write_text(overrides_yaml(addresses))
     if generate:
-        sh("python3", str(CHECKOUT / "lab" / "secrets.py"), "--state-dir", str(path))
+        extra = ["--manifest", str(manifest_path)] if manifest_path else []
+        sh("python3", str(CHECKOUT / "lab" / "secrets.py"), "--state-dir", str(path), *extra)
     return path
 
 
@@ -679,25 +684,33 @@ def install_cleanup_handlers() -> None:
 
 @dataclass
 class Lab:
+    """The machines of a lab manifest (default: the checkout's), or some of them."""
+
     release: str
     state_dir: Path
-    names: Sequence[str] = tuple(ADDRESSES)
+    names: Sequence[str] | None = None
+    manifest_path: Path | None = None
     machines: dict[str, Machine] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.spec = manifest.load(path=self.manifest_path or manifest.MANIFEST)
+        self.addresses = lab_addresses(self.spec)
+        if self.names is None:
+            self.names = tuple(self.addresses)
 
     def up(self) -> None:
         install_cleanup_handlers()
         build_rootfs(self.release)
-        for n in self.names:
-            m = Machine(n, self.release, ADDRESSES[n], self.state_dir)
+        for n in self.names or ():
+            m = Machine(n, self.release, self.addresses[n], self.state_dir, self.manifest_path)
             self.machines[n] = m
             m.boot()
 
     def apply_all(self, *args: str) -> dict[str, ApplyResult]:
-        """Apply in the lab's order: prosody alongside ejabberd1, then ejabberd2, then lb."""
+        """Apply in the manifest's order (``after``): each wave in parallel, after the
+        waves before it."""
         results: dict[str, ApplyResult] = {}
-        order = [["prosody", "ejabberd1"], ["ejabberd2"], ["lb"]]
-        for wave in order:
-            wave = [n for n in wave if n in self.machines]
+        for wave in manifest.waves(self.spec, list(self.machines)):
             threads = []
             for n in wave:
                 def work(n: str = n) -> None:
@@ -720,8 +733,9 @@ class Lab:
 
 
 @contextlib.contextmanager
-def lab(release: str, state_dir: Path, names: Sequence[str] = tuple(ADDRESSES)) -> Iterator[Lab]:
-    the_lab = Lab(release, state_dir, names)
+def lab(release: str, state_dir: Path, names: Sequence[str] | None = None,
+        manifest_path: Path | None = None) -> Iterator[Lab]:
+    the_lab = Lab(release, state_dir, names, manifest_path)
     try:
         the_lab.up()
         yield the_lab
@@ -781,14 +795,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{n} {m.addr} pid={m.pid}")
         elif ns.cmd == "apply":
             rc = 0
-            for wave in (["prosody", "ejabberd1"], ["ejabberd2"], ["lb"]):
+            for wave in manifest.waves(LAB, ns.names):
                 for n in wave:
-                    if n in ns.names:
-                        res = _attach(n).apply()
-                        print(f"{n}: {res.summary()}")
-                        if not res.ok:
-                            print(res.describe_failures())
-                            rc = 2
+                    res = _attach(n).apply()
+                    print(f"{n}: {res.summary()}")
+                    if not res.ok:
+                        print(res.describe_failures())
+                        rc = 2
             return rc
         elif ns.cmd == "run":
             cmd = ns.command[1:] if ns.command[:1] == ["--"] else ns.command

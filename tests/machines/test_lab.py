@@ -16,14 +16,17 @@ from typing import Any
 
 import pytest
 
+from lab import manifest
 from tests.machines import harness
 from tests.machines.conftest import CHECKOUT, LabRun
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
 
 XMPP_TOOL = CHECKOUT / ".venv" / "bin" / "xmpp-tool"
-LB = f"{harness.ADDRESSES['lb']}:5222"
-PROSODY = f"{harness.ADDRESSES['prosody']}:5222"
+# Where clients connect (the manifest's entries: lb in front of the ejabberd cluster).
+LB = f"{harness.ADDRESSES[manifest.entry(harness.LAB, 'ejabberd') or '?']}:5222"
+PROSODY = f"{harness.ADDRESSES[manifest.entry(harness.LAB, 'prosody') or '?']}:5222"
+CLUSTER = harness.LAB["cluster"]["ejabberd"]
 
 
 def _ok(results: dict[str, harness.ApplyResult]) -> None:
@@ -146,10 +149,11 @@ def wait_cluster(lab: LabRun, machine: str, want: set[str], timeout: float = 60)
 
 @pytest.mark.usefixtures("have_cli")
 def test_failover_and_rejoin(lab: LabRun) -> None:
-    full = cluster_nodes(lab, "ejabberd1")
-    assert full == {"ejabberd@ejabberd1", "ejabberd@ejabberd2"}
+    seed, node = CLUSTER[0], CLUSTER[-1]
+    full = cluster_nodes(lab, seed)
+    assert full == {f"ejabberd@{n}" for n in CLUSTER}
 
-    lab.lab["ejabberd2"].run(["systemctl", "stop", "ejabberd"])
+    lab.lab[node].run(["systemctl", "stop", "ejabberd"])
     # Logins and sends through lb keep working with one node down.
     sent = [token(f"failover {i}") for i in range(4)]
     for body in sent:
@@ -158,10 +162,10 @@ def test_failover_and_rejoin(lab: LabRun) -> None:
     assert [b for b in got if b in sent] == sent
 
     # Re-applying Salt brings the node back into the cluster.
-    res = lab.lab["ejabberd2"].apply()
+    res = lab.lab[node].apply()
     assert res.ok, res.describe_failures()
-    assert wait_cluster(lab, "ejabberd2", full) == full
-    assert wait_cluster(lab, "ejabberd1", full) == full
+    assert wait_cluster(lab, node, full) == full
+    assert wait_cluster(lab, seed, full) == full
     # Whatever node the sessions land on now, the messages are there.
     for _ in range(3):
         got = bodies(lab, "bob@ejabberd", LB)

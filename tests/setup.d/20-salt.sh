@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Host venv with the project's pinned Salt for the cheap gates (tests/test_salt_gates.py):
-# salt==3008.4 + saltext-mysql + PyMySQL + salt-lint, in .cache/salt-venv.
+# the lab's Salt (version and extensions pinned in pillar/lab/manifest.json, lab:salt)
+# + salt-lint, in .cache/salt-venv.
 # Needs gcc, libc6-dev, python3-dev (timelib has no wheel): see tests/apt/salt.txt.
 # Idempotent: does nothing when the venv already has exactly these pins.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 venv=.cache/salt-venv
-pins=(salt==3008.4 saltext-mysql==1.1.0 PyMySQL==1.2.4 salt-lint==0.9.2)
+mapfile -t pins < <(/usr/bin/python3 lab/manifest.py salt-pins)
+pins+=(salt-lint==0.9.2)
 stamp="$venv/.pins"
 want="$(printf '%s\n' "${pins[@]}")"
 

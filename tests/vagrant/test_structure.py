@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from lab import manifest, saltlocal
+
 ROOT = Path(__file__).resolve().parents[2]
-MACHINES = ["prosody", "ejabberd1", "ejabberd2", "lb"]
-SALT_CALL = ROOT / ".cache" / "salt-venv" / "bin" / "salt-call"
+LAB = manifest.load()
+MACHINES = manifest.names(LAB)
+SALT_CALL = saltlocal.SALT_CALL
 
 
 def vagrant(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,43 +74,31 @@ def test_machine_subset_and_bad_names(tmp_path: Path) -> None:
     assert "unknown machine(s) in XMPP_LAB_MACHINES: nosuch" in res.stdout + res.stderr
 
 
-def test_addresses_come_only_from_the_network_pillar() -> None:
+def test_machines_and_addresses_come_only_from_the_manifest() -> None:
     code = [line for line in (ROOT / "Vagrantfile").read_text().splitlines()
             if not line.lstrip().startswith("#")]
     assert not [line for line in code if re.search(r"\d+\.\d+\.\d+\.\d+", line)]
-    hosts = json.loads((ROOT / "pillar/lab/network.json").read_text())["lab"]["hosts"]
-    assert sorted(hosts) == sorted(MACHINES)
+    assert not [line for line in code if re.search(r"\b(prosody|ejabberd\d|lb)\b", line)]
 
 
-def test_bootstrap_pins_match_the_projects_salt() -> None:
-    """lab/bootstrap-salt.sh installs exactly the Salt the gates test with."""
+def test_salt_is_pinned_in_the_manifest_only() -> None:
+    """lab/bootstrap-salt.sh, the wheelhouse, the gates' venv and the harness install
+    the Salt the manifest pins; no other file names its version."""
+    pins = manifest.salt_pins(LAB)
+    version = LAB["salt"]["version"]
+    stamp = (ROOT / ".cache/salt-venv/.pins")
+    if stamp.exists():  # the gates' venv (tests/setup.d/20-salt.sh) has exactly these
+        assert set(pins) <= set(stamp.read_text().split())
+    for script in ("lab/bootstrap-salt.sh", "lab/box/wheelhouse.sh", "tests/setup.d/20-salt.sh"):
+        assert re.search(r"lab/manifest\.py\"? salt-pins", (ROOT / script).read_text()), script
+    tracked = subprocess.run(["git", "grep", "-l", "-F", f"salt=={version}"], cwd=ROOT,
+                             capture_output=True, text=True, check=False).stdout.split()
+    assert not [f for f in tracked if not f.endswith(".md")], tracked
     boot = (ROOT / "lab/bootstrap-salt.sh").read_text()
-    pins = re.search(r'^PINS="(.*)"$', boot, re.M)
-    assert pins
-    setup = (ROOT / "tests/setup.d/20-salt.sh").read_text()
-    gate_pins = set(re.search(r"^pins=\((.*)\)$", setup, re.M).group(1).split())  # type: ignore[union-attr]
-    assert set(pins.group(1).split()) <= gate_pins
-    assert "salt==3008.4" in pins.group(1).split()
     assert "bootstrap.saltproject.io" not in re.sub(r"#.*", "", boot)
     res = subprocess.run(["sh", "-n", str(ROOT / "lab/bootstrap-salt.sh")], check=False,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-
-
-def minion_config(tmp: Path, state: Path) -> Path:
-    """lab/minion with its /srv/xmpp-tool paths at this checkout, caches in tmp."""
-    conf = tmp / "conf"
-    conf.mkdir()
-    text = (ROOT / "lab/minion").read_text()
-    text = text.replace("/srv/xmpp-tool/lab/state", str(state))
-    text = text.replace("/srv/xmpp-tool", str(ROOT))
-    keep = [line for line in text.splitlines()
-            if line.split(":", 1)[0] not in {"root_dir", "cachedir", "pki_dir", "log_file"}]
-    run = tmp / "run"
-    keep += [f"root_dir: {run}", f"cachedir: {run}/cache", f"pki_dir: {run}/pki",
-             f"log_file: {run}/minion.log", f"sock_dir: {run}/sock"]
-    (conf / "minion").write_text("\n".join(keep) + "\n")
-    return conf
 
 
 @pytest.mark.parametrize("machine", MACHINES)
@@ -120,16 +111,10 @@ def test_every_machines_pillar_renders(tmp_path: Path, machine: str) -> None:
                           "--state-dir", str(state)], capture_output=True, text=True,
                          check=False, timeout=120)
     assert gen.returncode == 0, gen.stderr
-    conf = minion_config(tmp_path, state)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SALT")}
-    res = subprocess.run(
-        [str(SALT_CALL), "--local", f"--config-dir={conf}", f"--id={machine}",
-         "--out=json", "--log-level=quiet", "--retcode-passthrough", "pillar.items",
-         "unmask=True"],
-        capture_output=True, text=True, check=False, timeout=300, env=env)
+    conf = saltlocal.config_dir(tmp_path / "conf", state)
+    res = saltlocal.salt_call(conf, machine, "pillar.items", "unmask=True")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     pillar = json.loads(res.stdout)["local"]
     assert "_errors" not in pillar, pillar.get("_errors")
-    hosts = json.loads((ROOT / "pillar/lab/network.json").read_text())["lab"]["hosts"]
-    assert pillar["lab"]["hosts"][machine] == hosts[machine]
-    assert pillar["roles"], pillar
+    assert pillar["lab"]["hosts"][machine] == LAB["hosts"][machine]
+    assert pillar["roles"] == [LAB["machines"][machine]["role"]], pillar

@@ -1,0 +1,1 @@
+"""Lab tooling: the manifest reader (lab.manifest) and the secrets generator."""
