@@ -101,11 +101,13 @@ def forbidden(machine: str) -> tuple[str, ...]:
     return out
 
 
+# The maps find their formula's root from `tpldir` (template-formula's tplroot), which
+# in this probe (at the top of the tree) is set by hand for each import.
 PROBE = """\
-{%- from 'prosody/map.jinja' import prosody with context %}
-{%- from 'ejabberd/map.jinja' import ejabberd with context %}
-{%- from 'haproxy/map.jinja' import haproxy with context %}
-{%- from 'mariadb/map.jinja' import mariadb with context %}
+{%- set tpldir = 'prosody' %}{%- from 'prosody/map.jinja' import prosody with context %}
+{%- set tpldir = 'ejabberd' %}{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- set tpldir = 'haproxy' %}{%- from 'haproxy/map.jinja' import haproxy with context %}
+{%- set tpldir = 'mariadb' %}{%- from 'mariadb/map.jinja' import mariadb with context %}
 {%- set r = salt['slsutil.renderer'] %}
 {%- set out = {
   'prosody': prosody, 'ejabberd': ejabberd, 'haproxy': haproxy,

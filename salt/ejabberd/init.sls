@@ -1,4 +1,4 @@
-# ejabberd: Mnesia, clustered by pillar, lab TLS, PROXY protocol behind the balancer.
+# ejabberd: Mnesia, clustered by pillar, TLS files from pillar, PROXY protocol optional.
 include:
   - ejabberd.package
   - ejabberd.config

@@ -429,9 +429,10 @@ class Machine:
         return res
 
     # -- salt
-    def apply(self, *args: str) -> ApplyResult:
-        """``salt-call --local state.apply`` with the lab's minion config; parse the JSON."""
-        cmd = ["salt-call", "--local", f"--config-dir={CHECKOUT_IN_MACHINE}/lab",
+    def apply(self, *args: str, config_dir: str = f"{CHECKOUT_IN_MACHINE}/lab") -> ApplyResult:
+        """``salt-call --local state.apply`` with the lab's minion config (or another one
+        in the machine, e.g. a formula tested on its own); parse the JSON."""
+        cmd = ["salt-call", "--local", f"--config-dir={config_dir}",
                f"--id={self.name}", "--retcode-passthrough", "--out=json",
                "--log-level=warning", "state.apply", *args]
         t0 = time.monotonic()

@@ -1,13 +1,14 @@
 {#- Join the seed node when list_cluster lacks it; then poll (ejabberd >= 24.06
     returns from join_cluster at once). A node that lost its data comes back as a
     one-node cluster and joins again the same way. #}
-{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import ejabberd with context %}
 include:
-  - ejabberd.service
+  - {{ tplroot }}.service
 {%- if ejabberd.cluster.nodes and not ejabberd.is_seed %}
 {%-   set listed = ejabberd.api_client ~ " list_cluster </dev/null | grep -q '\"" ~ ejabberd.seed ~ "\"'" %}
 
-{#- Under parallel providers ejabberd2 is provisioned alongside ejabberd1: wait
+{#- A joining node may be provisioned alongside the seed (parallel providers): wait
     until the seed's client port answers (its listeners start last, once Mnesia
     and the modules are up), so the join never meets a half-started seed. #}
 ejabberd-cluster-seed-{{ ejabberd.seed }}-answering:

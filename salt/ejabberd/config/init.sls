@@ -1,7 +1,10 @@
-{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import ejabberd with context %}
 include:
-  - ejabberd.package
-  - labtls.certificates
+  - {{ tplroot }}.package
+{%- for sls in ejabberd.certificate_sls %}
+  - {{ sls }}
+{%- endfor %}
 
 ejabberd-config-node-name-and-distribution:
   file.managed:
@@ -36,6 +39,8 @@ ejabberd-config-erlang-cookie:
     - require:
       - pkg: ejabberd-package-installed
 
+{%- if ejabberd.key_group %}
+
 ejabberd-config-user-may-read-tls-key:
   group.present:
     - name: {{ ejabberd.key_group }}
@@ -43,7 +48,10 @@ ejabberd-config-user-may-read-tls-key:
       - {{ ejabberd.user }}
     - require:
       - pkg: ejabberd-package-installed
-      - pkg: labtls-package-tools-installed
+{%-   for sls in ejabberd.certificate_sls %}
+      - sls: {{ sls }}
+{%-   endfor %}
+{%- endif %}
 
 ejabberd-config-file-managed:
   file.managed:

@@ -1,7 +1,8 @@
 {#- dpkg would start ejabberd at install as ejabberd@localhost, and Mnesia binds its
     schema to that node name. A policy-rc.d (ours, marked) keeps it from starting
     during the first install only; an existing policy-rc.d is left alone. #}
-{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import ejabberd with context %}
 {%- set installed = "dpkg-query -W -f='${Status}' ejabberd 2>/dev/null | grep -q 'ok installed'" %}
 {%- set policy = '/usr/sbin/policy-rc.d' %}
 {%- set marker = 'xmpp-tool salt/ejabberd: no daemon starts while ejabberd is installed' %}

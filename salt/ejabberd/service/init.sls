@@ -1,8 +1,8 @@
-{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import ejabberd with context %}
 {%- set api_up = ejabberd.api_client ~ ' status </dev/null >/dev/null' %}
 include:
-  - ejabberd.config
-  - labtls.certificates
+  - {{ tplroot }}.config
 
 {#- A changed epmd socket only takes effect after the socket is re-created; ejabberd
     (which requires epmd) is started again right below. #}
@@ -27,9 +27,12 @@ ejabberd-service-running:
       - file: ejabberd-config-erlang-cookie
       - file: ejabberd-config-file-managed
       - file: ejabberd-config-systemd-dropin-plain-service
+{%- if ejabberd.key_group %}
       - group: ejabberd-config-user-may-read-tls-key
-      - x509: labtls-{{ ejabberd.domain }}-private-key-generated
-      - x509: labtls-{{ ejabberd.domain }}-certificate-signed-by-lab-ca
+{%- endif %}
+{%- for sls in ejabberd.certificate_sls %}
+      - sls: {{ sls }}
+{%- endfor %}
 
 {#- Poll the local API (answers once the listeners are up); `ejabberdctl started`
     boots an Erlang node per try and was seen taking 90 s after a restart. #}

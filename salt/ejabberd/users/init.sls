@@ -2,9 +2,10 @@
     Passwords go to the local ReST API (loopback only) on the API client's stdin: never argv,
     never logged. A marker with a SHA-256 of jid+password lets a rotated password
     be set again. #}
-{%- from 'ejabberd/map.jinja' import ejabberd with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import ejabberd with context %}
 include:
-  - ejabberd.cluster
+  - {{ tplroot }}.cluster
 {%- if ejabberd.is_seed %}
 {%-   set api = ejabberd.api_client %}
 

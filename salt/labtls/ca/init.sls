@@ -1,5 +1,6 @@
 {#- The lab CA certificate is trusted system-wide (its key is never written to disk). #}
-{%- from 'labtls/map.jinja' import labtls with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import labtls with context %}
 include:
   - labtls.package
 

@@ -1,6 +1,7 @@
 {#- Per domain: a private key generated on this machine (group ssl-cert) and a
     certificate with SANs signed by the lab CA from pillar (x509_v2). #}
-{%- from 'labtls/map.jinja' import labtls with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import labtls with context %}
 include:
   - labtls.package
   - labtls.ca

@@ -1,4 +1,5 @@
-{%- from 'labtls/map.jinja' import labtls with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import labtls with context %}
 
 labtls-package-tools-installed:
   pkg.installed:

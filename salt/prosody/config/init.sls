@@ -1,7 +1,10 @@
-{%- from 'prosody/map.jinja' import prosody with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import prosody with context %}
 include:
-  - prosody.package
-  - labtls.certificates
+  - {{ tplroot }}.package
+{%- for sls in prosody.certificate_sls %}
+  - {{ sls }}
+{%- endfor %}
 
 prosody-config-user-may-read-tls-key:
   group.present:
@@ -10,7 +13,9 @@ prosody-config-user-may-read-tls-key:
       - {{ prosody.user }}
     - require:
       - pkg: prosody-package-server-and-sql-driver-installed
-      - pkg: labtls-package-tools-installed
+{%- for sls in prosody.certificate_sls %}
+      - sls: {{ sls }}
+{%- endfor %}
 
 prosody-config-file-managed:
   file.managed:

@@ -1,4 +1,5 @@
-{%- from 'prosody/map.jinja' import prosody with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import prosody with context %}
 
 prosody-package-server-and-sql-driver-installed:
   pkg.installed:

@@ -1,7 +1,7 @@
-{%- from 'prosody/map.jinja' import prosody with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import prosody with context %}
 include:
-  - prosody.config
-  - labtls.certificates
+  - {{ tplroot }}.config
 
 prosody-service-running:
   service.running:
@@ -10,5 +10,6 @@ prosody-service-running:
     - watch:
       - file: prosody-config-file-managed
       - group: prosody-config-user-may-read-tls-key
-      - x509: labtls-{{ prosody.domain }}-private-key-generated
-      - x509: labtls-{{ prosody.domain }}-certificate-signed-by-lab-ca
+{%- for sls in prosody.certificate_sls %}
+      - sls: {{ sls }}
+{%- endfor %}

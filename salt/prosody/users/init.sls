@@ -2,12 +2,13 @@
     stdin only (never argv, never logged). A marker with a SHA-256 of jid+password
     lets a rotated password (lab/secrets.py --rotate) be set again; the account
     itself is checked in the SQL store, so a lost account is re-created. #}
-{%- from 'prosody/map.jinja' import prosody with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ '/map.jinja' import prosody with context %}
 include:
-  - prosody.service
-{%- if 'mariadb' in salt['pillar.get']('roles', []) or salt['pillar.get']('mariadb:databases:' ~ prosody.sql.database) %}
-  - mariadb.database
-{%- endif %}
+  - {{ tplroot }}.service
+{%- for sls in prosody.database_sls %}
+  - {{ sls }}
+{%- endfor %}
 
 prosody-users-marker-directory-present:
   file.directory:
@@ -35,7 +36,7 @@ prosody-user-{{ jid }}-registered:
     - require:
       - service: prosody-service-running
       - file: prosody-users-marker-directory-present
-{%-   if salt['pillar.get']('mariadb:users:' ~ prosody.sql.username) %}
-      - mysql_grants: mariadb-user-{{ prosody.sql.username }}-granted-all-privileges-on-{{ prosody.sql.database }}
-{%-   endif %}
+{%-   for sls in prosody.database_sls %}
+      - sls: {{ sls }}
+{%-   endfor %}
 {%- endfor %}
