@@ -1,4 +1,4 @@
-# ejabberd: Mnesia, clustered by pillar, TLS files from pillar, PROXY protocol optional.
+# ejabberd: Mnesia, clustered by pillar, lab TLS, PROXY protocol behind the balancer.
 include:
   - ejabberd.package
   - ejabberd.config
