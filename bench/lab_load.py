@@ -248,7 +248,10 @@ def wait_cluster(
 
 
 def rejoin(
-    machines: Mapping[str, MachineLike], name: str, nodes: tuple[str, ...] = EJABBERD_NODES
+    machines: Mapping[str, MachineLike],
+    name: str,
+    nodes: tuple[str, ...] = EJABBERD_NODES,
+    timeout: float = 120.0,
 ) -> dict[str, Any]:
     """Re-apply Salt on ``name`` and wait until every node lists the full cluster."""
     want = {f"ejabberd@{n}" for n in nodes}
@@ -256,7 +259,7 @@ def rejoin(
     res = machines[name].apply()
     apply_s = time.monotonic() - t
     ok = bool(getattr(res, "ok", False))
-    seen = wait_cluster(machines, want, nodes=nodes)
+    seen = wait_cluster(machines, want, timeout, nodes)
     rejoined = all(set(v) == want for v in seen.values())
     return {
         "apply_ok": ok,
@@ -296,6 +299,10 @@ class LoadSpec:
     keep_users: bool = False
     # The cluster's nodes (the first is the seed, where accounts are registered).
     nodes: tuple[str, ...] = EJABBERD_NODES
+    # How long every node may take to list the whole cluster again after the re-apply:
+    # right after a restart `ejabberdctl list_cluster` can take up to its 20 s cap per
+    # call, and each poll asks every node.
+    rejoin_timeout: float = 120.0
 
 
 def _config(spec: LoadSpec, target: Target, password: str) -> loadgen.LoadConfig:
@@ -355,7 +362,7 @@ def run_lab_load(
         report["result"] = res.as_dict(with_latencies=True)
         if failover:
             report["kill"] = kill_info
-            report["rejoin"] = rejoin(machines, spec.kill_node, spec.nodes)
+            report["rejoin"] = rejoin(machines, spec.kill_node, spec.nodes, spec.rejoin_timeout)
             # Audit again with both nodes up: nothing may have vanished meanwhile.
             again = asyncio.run(gen_box[0].audit())
             report["server_errors"] = server_errors(machines, nodes=spec.nodes)
