@@ -2,7 +2,7 @@
 """The lab under load, and failover under load (issue 5, parts 4 and 5).
 
 Drives ``bench/loadgen.py`` against the ejabberd cluster THROUGH ``lb`` of the nspawn
-lab (``tests/machines/harness.py``):
+lab (``lab/harness.py``):
 
 * **load**: N senders (throwaway accounts ``load0..``), M messages to R recipients
   (``loadrcpt0..``), XEP-0198 acks, then a MAM audit: lost = acked but not archived.
@@ -20,7 +20,7 @@ the password is never on a command line) with a fresh random password that is ne
 printed, and removed afterwards (``--keep-users`` keeps them).
 
 Lab: ``--attach`` (default) uses machines already started with
-``python -m tests.machines.harness up`` + ``apply``; ``--boot RELEASE`` brings a lab
+``python -m lab.harness up`` + ``apply``; ``--boot RELEASE`` brings a lab
 up, applies Salt, runs, and tears it down (refused while other lab machines run).
 Needs root.  Only the lab's private subnet is ever targeted.
 
@@ -44,15 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-BENCH = Path(__file__).resolve().parent
-CHECKOUT = BENCH.parent
-for p in (str(BENCH), str(CHECKOUT)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-import loadgen  # noqa: E402
-
-from lab import manifest  # noqa: E402
+from bench import loadgen
+from lab import manifest
 
 # The ejabberd cluster of the lab manifest (the first is the seed); functions below
 # take another list for another manifest (e.g. a three-node lab).
@@ -61,7 +54,7 @@ API = "http://127.0.0.1:5280/api"  # salt/ejabberd: admin_ip/admin_port (loopbac
 
 
 class MachineLike(Protocol):
-    """What we need of tests/machines/harness.py's Machine."""
+    """What we need of lab/harness.py's Machine."""
 
     name: str
 
@@ -96,7 +89,7 @@ class Target:
 
 
 def lab_target(state_dir: Path, direct_tls: bool = False) -> Target:
-    from tests.machines import harness
+    from lab import harness
 
     entry = manifest.entry(harness.LAB, "ejabberd")
     assert entry is not None, "the lab manifest names no entry machine for ejabberd"
@@ -435,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--attach",
         action="store_true",
-        help="use machines started by `python -m tests.machines.harness up` (default)",
+        help="use machines started by `python -m lab.harness up` (default)",
     )
     lab.add_argument(
         "--boot", metavar="RELEASE", help="boot a lab (trixie|bookworm), apply, run, tear down"
@@ -483,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.kill_at < 1:
         print("lab_load: --kill-at must be between 0 and 1", file=sys.stderr)
         return 64
-    from tests.machines import harness
+    from lab import harness
 
     spec = LoadSpec(
         senders=args.senders,
@@ -505,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             if harness._nspawn_pids():
                 raise loadgen.LoadError(
                     "lab machines are already running (someone's tests?): use --attach or "
-                    "`python -m tests.machines.harness down` first",
+                    "`python -m lab.harness down` first",
                     loadgen.EX_USAGE,
                 )
             state_dir = harness.make_state_dir(

@@ -847,9 +847,8 @@ def _host_port(text: str) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def local_ejabberd(prefix: str, rprefix: str, n: int, r: int, password: str) -> Iterator[Any]:
-    """A throwaway ejabberd on loopback (tests/integration/servers.py) with the accounts."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-    import servers  # the CLI team's fixture module
+    """A throwaway ejabberd on loopback (lab/servers.py) with the accounts."""
+    from lab import servers
 
     try:
         cm = servers.running_servers("ejabberd")

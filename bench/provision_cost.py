@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lab import harness, manifest
 
-from tests.machines import harness
-
-ROLES = ("prosody", "ejabberd1", "lb")
+# One machine of each role of the lab manifest (e.g. prosody, ejabberd1, lb).
+ROLES = tuple(dict.fromkeys(manifest.with_role(harness.LAB, m["role"])[0]
+                            for m in harness.LAB["machines"].values()))
 
 
 def installed_packages(result: harness.ApplyResult) -> list[str]:

@@ -2,7 +2,7 @@
 """Send latency: ``xmpp-tool send`` against go-sendxmpp and sendxmpp (issue 5, part 1).
 
 Starts throwaway prosody and ejabberd servers on loopback (the integration tests'
-``tests/integration/servers.py``: temporary configs, a throwaway CA, free ports),
+``lab/servers.py``: temporary configs, a throwaway CA, free ports),
 registers a sender and a recipient with random passwords, then runs hyperfine on
 the three clients sending the same message to the same recipient on the same
 server, each verifying TLS against the throwaway CA:
@@ -38,10 +38,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from servers import XmppServer, running_servers  # noqa: E402
+from lab.servers import XmppServer, running_servers
 
 XMPP_TOOL = Path(sys.executable).parent / "xmpp-tool"
 MESSAGE = "bench: disk /var is 91% full"

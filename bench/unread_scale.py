@@ -3,7 +3,7 @@
 messages (issue 5, part 2).
 
 Starts throwaway prosody and ejabberd servers on loopback (the integration tests'
-``tests/integration/servers.py``), and for each size N registers a fresh reader and
+``lab/servers.py``), and for each size N registers a fresh reader and
 sender, puts N chat messages in the reader's archive with a plain slixmpp client
 (acknowledged by the server, XEP-0198), then measures, REPEAT times each:
 
@@ -38,10 +38,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from servers import XmppServer, running_servers  # noqa: E402  (stdlib only)
+from lab.servers import XmppServer, running_servers  # stdlib only
 
 XMPP_TOOL = Path(sys.executable).parent / "xmpp-tool"
 
@@ -78,7 +75,7 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, str, in
 
 
 def seed(server: XmppServer, sender: str, password: str, reader: str, n: int) -> float:
-    from slixpeer import peer_for  # slixmpp: not needed for --from-json
+    from lab.slixpeer import peer_for  # slixmpp: not needed for --from-json
 
     async def run() -> None:
         async with peer_for(server, sender.split("@")[0], password) as peer:
@@ -91,7 +88,7 @@ def seed(server: XmppServer, sender: str, password: str, reader: str, n: int) ->
 
 
 def read_archive(server: XmppServer, reader: str, password: str, n: int) -> float:
-    from slixpeer import peer_for
+    from lab.slixpeer import peer_for
 
     async def run() -> float:
         async with peer_for(server, reader.split("@")[0], password) as peer:

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from lab import manifest, saltlocal
-from tests.machines import harness
+from lab import harness, manifest, saltlocal
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW, LIKE, ADDRESS = "ejabberd3", "ejabberd2", "192.168.56.14"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,7 @@ from types import FrameType
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from servers import (
+from lab.servers import (
     EjabberdServer,
     ProsodyServer,
     ServerError,
@@ -32,7 +29,7 @@ from servers import (
     start_ejabberd,
     start_prosody,
 )
-from servers import free_port as _free_port
+from lab.servers import free_port as _free_port
 
 SERVER_FIXTURES = frozenset({"prosody_server", "ejabberd_server", "xmpp_server"})
 STARTED: list[XmppServer] = []  # for the start-up times in the terminal summary

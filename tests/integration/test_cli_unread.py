@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from slixpeer import Peer
+
+from lab.slixpeer import Peer
 
 XMPP_TOOL = Path(sys.executable).parent / "xmpp-tool"
 T = TypeVar("T")

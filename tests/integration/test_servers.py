@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 import slixmpp
-from servers import (
+
+from lab.servers import (
     EjabberdServer,
     ProsodyServer,
     ServerError,
@@ -25,7 +26,7 @@ from servers import (
     _stream_features,
     _which,
 )
-from slixpeer import Peer, PeerError, peer_for
+from lab.slixpeer import Peer, PeerError, peer_for
 
 T = TypeVar("T")
 

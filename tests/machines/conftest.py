@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,11 +18,9 @@ from typing import Any
 
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parents[2]
-if str(CHECKOUT) not in sys.path:
-    sys.path.insert(0, str(CHECKOUT))
+from lab import harness
 
-from tests.machines import harness  # noqa: E402
+CHECKOUT = harness.CHECKOUT
 
 TOOLS = ("mmdebstrap", "systemd-nspawn", "nsenter", "ip", "mount")
 

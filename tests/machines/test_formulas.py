@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.machines import harness
+from lab import harness
 from tests.machines.conftest import CHECKOUT
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]

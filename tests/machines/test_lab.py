@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from lab import manifest
-from tests.machines import harness
+from lab import harness, manifest
 from tests.machines.conftest import CHECKOUT, LabRun
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]

@@ -15,21 +15,18 @@ and their figures are ``bench/lab_load.py``, see docs/benchmarks.md).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from lab import manifest
-from tests.machines import harness
-from tests.machines.conftest import CHECKOUT, LabRun
+from bench import lab_load, loadgen
+from lab import harness, manifest
+from tests.machines.conftest import LabRun
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
 
@@ -39,19 +36,6 @@ RELEASE = "trixie"
 NEW, LIKE, ADDRESS = "ejabberd3", "ejabberd2", "192.168.56.14"
 
 
-def _bench(name: str) -> ModuleType:
-    """bench/ is a directory of scripts, not a package: load one by path."""
-    path = CHECKOUT / "bench" / f"{name}.py"
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab_load = _bench("lab_load")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +83,8 @@ def test_three_node_cluster_by_the_manifest_alone(lab: LabRun) -> None:
     want = {f"ejabberd@{n}" for n in nodes(lab)}
     seen = lab_load.wait_cluster(lab.lab.machines, want, timeout=60, nodes=nodes(lab))
     assert all(set(v) == want for v in seen.values()), seen
-    cfg = lab.lab["lb"].run(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
+    balancer = manifest.entry(lab.lab.spec, "ejabberd") or "lb"
+    cfg = lab.lab[balancer].run(["cat", "/etc/haproxy/haproxy.cfg"]).stdout
     for n in nodes(lab):
         assert f"server {n} {lab.lab.addresses[n]}:5222 " in cfg
 
@@ -152,7 +137,6 @@ def test_failover_under_load_loses_nothing_and_node_rejoins(lab: LabRun) -> None
 
 def test_loadgen_refuses_foreign_targets() -> None:
     """The generator only ever aims at loopback or the lab's own subnet."""
-    loadgen = _bench("loadgen")
     with pytest.raises(loadgen.LoadError):
         loadgen.check_target("192.0.2.1", ["10.213.56.0/24"])
     with pytest.raises(loadgen.LoadError):

@@ -7,29 +7,13 @@ message the server acked and then refused was a visible failure (the sender was 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _loadgen() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("loadgen", BENCH / "loadgen.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["loadgen"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-loadgen = _loadgen()
+from bench import loadgen
 
 
 def test_audit_tells_lost_from_refused_and_found(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
--- prosody test config (rendered by tests/integration/servers.py: the at-sign placeholders are filled in).
+-- prosody test config (rendered by lab/servers.py: the at-sign placeholders are filled in).
 -- Loopback only, temporary directories, throwaway certificate; nothing in /etc or /var/lib.
 
 run_as_root = true -- CI runs as root; Debian's prosody refuses root unless told

@@ -6,7 +6,7 @@ the host is touched, and two test sessions can run side by side (free ports, a
 unique Erlang node name, a private cookie, no epmd).
 
 Used by ``tests/integration/conftest.py`` (pytest fixtures) and by the scripts in
-``bench/`` (``python3 tests/integration/servers.py --help`` starts servers by hand).
+``bench/`` (``python -m lab.servers --help`` starts servers by hand).
 This module needs only the standard library and the ``openssl`` command.
 """
 
@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+# The integration tests' server configs (placeholders filled in per run).
+TEMPLATES = Path(__file__).resolve().parent.parent / "tests" / "integration" / "templates"
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0  # seconds; normal start-up is 1-5 s, the CI machine may be busy
 

@@ -12,10 +12,10 @@ they install comes from the apt cache filled when the rootfs was built.
 
 Usage by hand (as root)::
 
-    python -m tests.machines.harness up --release trixie prosody
-    python -m tests.machines.harness apply prosody
-    python -m tests.machines.harness run prosody -- systemctl status prosody
-    python -m tests.machines.harness down
+    python -m lab.harness up --release trixie prosody
+    python -m lab.harness apply prosody
+    python -m lab.harness run prosody -- systemctl status prosody
+    python -m lab.harness down
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any
 
 from lab import manifest
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XTLAB_CACHE") or CHECKOUT / ".cache" / "machines")
 ROOTFS_DIR = CACHE / "rootfs"
 
@@ -548,7 +548,7 @@ def overrides_yaml(addresses: dict[str, str] | None = None) -> str:
                     "network": {"cidr": f"{SUBNET}.0/24"},
                     "machines": machines}}
     # JSON is YAML: no YAML library needed on the host.
-    return "# written by tests/machines/harness.py\n" + json.dumps(data, indent=2) + "\n"
+    return "# written by lab/harness.py\n" + json.dumps(data, indent=2) + "\n"
 
 
 def make_state_dir(path: Path, generate: bool = True,
@@ -759,7 +759,7 @@ def _attach(name: str) -> Machine:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.machines.harness",
+    ap = argparse.ArgumentParser(prog="python -m lab.harness",
                                  description="nspawn machines for the xmpp-tool lab")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build (or find) the cached rootfs of releases, in parallel")
