@@ -299,6 +299,17 @@ async def _scan_from(archive: Archive, index: Index, fresh: Fresh, after: str | 
 async def find_unread(archive: Archive, index: Index, pointers: dict[str, str], *,
                       count_only: bool, keep: int = FRESH_LIMIT) -> tuple[Index, Found]:
     """The unread messages (or only their counts) and the index to keep."""
+    try:
+        return await _find_unread(archive, index, pointers, count_only, keep)
+    except UnknownId:
+        if index.last is None:
+            raise
+        log.info("a message the index names left the archive: reading it from the start")
+        return await _find_unread(archive, Index(), pointers, count_only, keep)
+
+
+async def _find_unread(archive: Archive, index: Index, pointers: dict[str, str],
+                       count_only: bool, keep: int) -> tuple[Index, Found]:
     index, fresh, whole = await scan(archive, index, pointers, keep)
     older: list[tuple[datetime, int, Archived]] = []  # unread, arrived before this run
     newer: list[tuple[int, Archived]] = []  # unread, arrived in this run

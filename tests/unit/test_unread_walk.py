@@ -176,3 +176,14 @@ def test_index_from_garbage_is_empty() -> None:
                              {"version": 1, "prev": 3, "last": None, "contacts": {}}]
     for data in garbage:
         assert Index.from_json(data) == Index()
+
+
+def test_a_cut_off_that_left_the_archive_means_reading_it_again() -> None:
+    """prosody forgets expired messages: a query after one is item-not-found."""
+    msgs, peers = build([("in", "a@x"), ("out", "a@x")] + [("in", "a@x")] * 3
+                        + [("in", "b@x")], "prosody")
+    index, _ = run(FakeArchive(msgs, peers=peers), Index(), {}, True)
+    rest, rest_peers = msgs[2:], peers[2:]  # the first two expired
+    archive = FakeArchive(rest, peers=rest_peers)
+    _, found = run(archive, roundtrip(index), {}, False)
+    check(found, rest, {}, False)
