@@ -1,7 +1,7 @@
 """Exit codes (sysexits.h values) and the one exception type the CLI reports.
 
 Every failure becomes one line on standard error and one of these codes; the
-table is repeated in ``--help`` and in the README.
+table is repeated in ``--help`` and in docs/cli.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What is unread, read from the archive at the cost of what is unread (no network code).
 
-The definition (README, "how it decides what is unread"): incoming chat/normal
+The definition (docs/cli.md, "how it decides what is unread"): incoming chat/normal
 messages with a body, per contact, after the contact's XEP-0490 pointer when that
 names an incoming message of the contact in the archive, else after the account's
 own last message to the contact (all of them if it never wrote).
