@@ -59,12 +59,16 @@ def prepare_slixmpp(need_dns: bool = True) -> None:
     - slixmpp's SCRAM ``Hi()`` is a pure-Python PBKDF2 loop (0.1-0.3 s for
       prosody's 10000 iterations on this machine); ``hashlib.pbkdf2_hmac`` computes
       exactly Hi() (RFC 5802 defines Hi as PBKDF2 with HMAC) in C.
+    - slixmpp.version asks importlib.metadata for its own version, and importing
+      that (email, zipfile, csv, ...) costs ~12 ms of CPU: see
+      :func:`_preseed_slixmpp_version`.
     """
     global _prepared
     if _prepared:
         return
     import sys
 
+    _preseed_slixmpp_version()
     hide = ["pygments"] if need_dns else ["pygments", "aiodns"]
 
     blocked = [name for name in hide if name not in sys.modules]
@@ -83,6 +87,45 @@ def prepare_slixmpp(need_dns: bool = True) -> None:
     if hasattr(mechanisms, "SCRAM") and hasattr(mechanisms.SCRAM, "Hi"):
         mechanisms.SCRAM.Hi = hi  # type: ignore[method-assign]
     _prepared = True
+
+
+def _preseed_slixmpp_version() -> None:
+    """Give slixmpp its ``slixmpp.version`` module without importlib.metadata.
+
+    The version is the one importlib.metadata would report: the name of the
+    ``slixmpp-X.Y.Z.dist-info`` directory installed beside the package that is
+    imported.  When there is no such directory (a source checkout, an egg, a zip),
+    nothing is pre-seeded and slixmpp's own module does the lookup.
+    """
+    import sys
+
+    if "slixmpp" in sys.modules or "slixmpp.version" in sys.modules:
+        return
+    import importlib.util
+    import os
+    import types
+
+    try:
+        spec = importlib.util.find_spec("slixmpp")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if len(locations) != 1:
+            return
+        site = os.path.dirname(locations[0])
+        found = [name[len("slixmpp-") : -len(".dist-info")] for name in os.listdir(site)
+                 if name.startswith("slixmpp-") and name.endswith(".dist-info")]  # fmt: skip
+    except (ImportError, ValueError, OSError):
+        return
+    if len(found) != 1:
+        return  # none, or several (a broken install): let slixmpp decide
+    version = found[0]
+    parts = version.split(".")[:3]
+    module = types.ModuleType("slixmpp.version")
+    module.__version__ = version  # type: ignore[attr-defined]
+    module.__version_info__ = (  # type: ignore[attr-defined]
+        tuple(int(p) for p in parts) if len(parts) == 3 and all(p.isdigit() for p in parts)
+        else (0, 0, 0)
+    )
+    sys.modules["slixmpp.version"] = module
 
 
 def jid_or_error(value: str, what: str) -> Any:

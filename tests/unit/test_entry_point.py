@@ -51,3 +51,22 @@ def test_console_script_installed(script: str) -> None:
     assert exe.exists(), f"{exe} missing: pip install -e ."
     res = subprocess.run([str(exe), "--version"], capture_output=True, timeout=60, check=False)
     assert res.returncode == 0 and res.stdout.startswith(b"xmpp-tool ")
+
+
+def test_slixmpp_version_without_importlib_metadata() -> None:
+    # slixmpp looks its own version up with importlib.metadata (~12 ms of imports);
+    # xmpp-tool gives it the same answer from the dist-info directory's name.
+    code = (
+        "import sys\n"
+        "from xmpp_tool import session\n"
+        "session.prepare_slixmpp(need_dns=False)\n"
+        "import slixmpp\n"
+        "assert 'importlib.metadata' not in sys.modules\n"
+        "from importlib.metadata import version\n"
+        "assert slixmpp.__version__ == version('slixmpp'), slixmpp.__version__\n"
+        "want = tuple(int(p) for p in version('slixmpp').split('.')[:3])\n"
+        "assert slixmpp.__version_info__ == want, slixmpp.__version_info__\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stderr.decode()
