@@ -133,6 +133,8 @@ def load_file(path: Path) -> dict[str, Any]:
         raise errors.config(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise errors.config(f"{path}: invalid TOML: {exc}") from None
+    except ValueError:  # open() of a name with a NUL byte (possible in-process only)
+        raise errors.config(f"{str(path)!r}: not a valid file name") from None
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise errors.config(
