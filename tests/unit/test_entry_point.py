@@ -70,3 +70,27 @@ def test_slixmpp_version_without_importlib_metadata() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT,
                          timeout=60, check=False)
     assert res.returncode == 0, res.stderr.decode()
+
+
+def test_send_does_not_import_typer_or_other_heavy_modules() -> None:
+    # The whole send path, up to the (refused) connection: Typer, its vendored
+    # Click, rich, pydantic, importlib.metadata, pygments and (with -s) aiodns
+    # are never imported; each of them costs 10-50 ms of CPU here.
+    code = (
+        "import socket, sys\n"
+        "from xmpp_tool import cli\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+        "rc = cli.run(['-Jv', '-s', f'127.0.0.1:{port}', '-u', 'a@example.org',\n"
+        "              'send', 'b@example.org', 'hi'])\n"
+        "assert rc == 69, rc\n"
+        "heavy = ('typer', 'click', 'rich', 'shellingham', 'pydantic', 'importlib.metadata',\n"
+        "         'pygments', 'aiodns', 'pycares')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "                or m.startswith('importlib.metadata'))\n"
+        "assert not loaded, loaded\n"
+        "assert 'slixmpp' in sys.modules\n"
+    )
+    env = {**os.environ, "XMPP_TOOL_PASSWORD": "pw"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, env=env,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stderr.decode()
