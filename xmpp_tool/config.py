@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +119,10 @@ def normalize_fingerprint(value: str, *, source: str) -> str:
 
 
 def load_file(path: Path) -> dict[str, Any]:
+    # here, not at the top: a send given -u/-s has no config file to read, and
+    # tomllib (with datetime) is ~2 ms of the CPU such a send takes
+    import tomllib
+
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)

@@ -72,10 +72,11 @@ def test_slixmpp_version_without_importlib_metadata() -> None:
     assert res.returncode == 0, res.stderr.decode()
 
 
-def test_send_does_not_import_typer_or_other_heavy_modules() -> None:
+def test_send_does_not_import_typer_or_other_heavy_modules(tmp_path: Path) -> None:
     # The whole send path, up to the (refused) connection: Typer, its vendored
     # Click, rich, pydantic, importlib.metadata, pygments and (with -s) aiodns
-    # are never imported; each of them costs 10-50 ms of CPU here.
+    # are never imported; each of them costs 10-50 ms of CPU here.  Nor is
+    # tomllib when there is no config file.
     code = (
         "import socket, sys\n"
         "from xmpp_tool import cli\n"
@@ -84,13 +85,14 @@ def test_send_does_not_import_typer_or_other_heavy_modules() -> None:
         "              'send', 'b@example.org', 'hi'])\n"
         "assert rc == 69, rc\n"
         "heavy = ('typer', 'click', 'rich', 'shellingham', 'pydantic', 'importlib.metadata',\n"
-        "         'pygments', 'aiodns', 'pycares')\n"
+        "         'pygments', 'aiodns', 'pycares', 'tomllib')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
         "                or m.startswith('importlib.metadata'))\n"
         "assert not loaded, loaded\n"
         "assert 'slixmpp' in sys.modules\n"
     )
-    env = {**os.environ, "XMPP_TOOL_PASSWORD": "pw"}
+    env = {**os.environ, "XMPP_TOOL_PASSWORD": "pw", "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / ".config")}  # fmt: skip
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, env=env,
                          timeout=60, check=False)
     assert res.returncode == 0, res.stderr.decode()
