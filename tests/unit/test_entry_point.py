@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +98,25 @@ def test_send_does_not_import_typer_or_other_heavy_modules(tmp_path: Path) -> No
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, env=env,
                          timeout=60, check=False)
     assert res.returncode == 0, res.stderr.decode()
+
+
+def test_garbage_collector_is_off_during_start_up_only(
+    run_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # main() pauses the collector for the imports; it is back on for the XMPP work.
+    from xmpp_tool import cli
+    from xmpp_tool import send as send_module
+
+    during_send: list[bool] = []
+    monkeypatch.setattr(send_module, "send", lambda *_a: during_send.append(gc.isenabled()))
+    monkeypatch.setenv("XMPP_TOOL_PASSWORD", "pw")
+    cli._pause_gc()
+    try:
+        assert not gc.isenabled()
+        res = run_cli(["-s", "127.0.0.1:1", "-u", "a@example.org", "send", "b@example.org", "x"])
+        assert res.code == 0, res.stderr
+        assert during_send == [True]
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
