@@ -480,7 +480,7 @@ _gc_paused = False
 
 def _pause_gc() -> None:
     """Start-up (imports of asyncio, ssl, slixmpp) allocates tens of thousands of
-    objects and almost no garbage cycles, yet triggers ~35 collections: ~5 ms of
+    objects and almost no garbage cycles, yet triggers ~35 collections: 2-5 ms of
     a send's CPU.  So the collector is off until the imports are done."""
     global _gc_paused
     if gc.isenabled():
