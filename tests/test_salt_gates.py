@@ -262,6 +262,7 @@ def test_prosody_release_differences(
         assert "c2s_ports = { 5222 }" in cfg
         assert "c2s_direct_tls_ports = { 5223 }" in cfg
         assert "default_archive_policy = true" in cfg
+        assert "\nmax_archive_query_results = 250\n" in cfg  # xmpp-tool's MAM page
         assert 'storage = "sql"' in cfg and 'driver = "MySQL";' in cfg
         assert 'VirtualHost "prosody.test"' in cfg
 

@@ -19,6 +19,8 @@ Sockets = list[tuple[str, int, str]]
 PROBE = (Path(__file__).parent / "xmpp_probe.py").read_text()
 LOOPBACK = {"127.0.0.1", "::1"}
 CA_TRUST = "/usr/local/share/ca-certificates/xmpp-tool-lab-ca.crt"
+# Formula default the pillar may override (salt/prosody/parameters/defaults.yaml).
+PROSODY_MAM_PAGE = 250
 CERT_DIR, KEY_DIR = "/etc/ssl/lab", "/etc/ssl/private"
 
 
@@ -135,6 +137,12 @@ def test_prosody_config_values(host: testinfra.host.Host, pillar: dict[str, Any]
         assert needed in text, needed
     for module in ("mam", "pep", "smacks", "carbons", "offline", "ping", "disco"):
         assert f'"{module}";' in text, module
+    page = int(pillar["prosody"].get("max_archive_query_results", PROSODY_MAM_PAGE))
+    assert f"\nmax_archive_query_results = {page}\n" in text
+    # What the running server uses (mod_admin_shell over its admin socket).
+    live = host.check_output(
+        """prosodyctl shell "config:get('*', 'max_archive_query_results')" 2>/dev/null""")
+    assert f"OK: {page}" in live, live[-300:]
     assert '"register";' not in text
     osfinger = host.system_info.release or ""
     if osfinger.startswith("13"):
