@@ -62,12 +62,14 @@ EXPECTED = {
         "ejabberd-config-systemd-dropin-plain-service", "ejabberd-config-systemd-reloaded",
         "ejabberd-config-erlang-cookie", "ejabberd-service-running",
         "labtls-ejabberd.test-certificate-signed-by-lab-ca",
-        "ejabberd-cluster-seed-or-single-node",
+        "ejabberd-cluster-seed-or-single-node", "ejabberd-config-mnesia-schema",
+        "ejabberd-storage-mnesia-tables-as-pillar-says",
         "ejabberd-user-alice@ejabberd.test-registered",
         "ejabberd-user-bob@ejabberd.test-registered",
     },
     "ejabberd2": {
         "ejabberd-service-running", "ejabberd-cluster-joined-ejabberd@ejabberd1",
+        "ejabberd-storage-mnesia-tables-as-pillar-says",
     },
     "lb": {"haproxy-config-tcp-passthrough-to-cluster", "haproxy-service-running"},
 }
@@ -286,6 +288,9 @@ def test_ejabberd_node_distribution_and_listeners(
                        "mod_carboncopy:", "mod_ping:", "default: always",
                        '"urn:xmpp:mds:displayed:0":', "max_items:"):
             assert module in yml
+        assert p["ejabberd"]["mnesia_storage"] == {
+            "archive_msg": "disc_copies", "archive_prefs": "disc_copies",
+            "offline_msg": "disc_copies"}
 
 
 def test_haproxy_and_mariadb_configs(
