@@ -208,7 +208,8 @@ def main() -> int:
                         help="archive sizes (default: 1000 10000)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs per command (default 3)")
     parser.add_argument("--prosody-page", type=int, metavar="N",
-                        help="max_archive_query_results (default: prosody's 50)")  # fmt: skip
+                        help="max_archive_query_results (default: the test template's 250, "
+                             "as the lab deploys; prosody's own is 50)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--plot", type=Path, help="write a PNG of time against size")
     parser.add_argument("--from-json", type=Path, metavar="FILE",
