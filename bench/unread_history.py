@@ -112,15 +112,16 @@ def main() -> int:
                         choices=["prosody", "ejabberd"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[0, 1000, 10000])
     parser.add_argument("--repeat", type=int, default=5, help="runs per command (default 5)")
-    parser.add_argument("--prosody-page", type=int, default=250, metavar="N",
-                        help="prosody's max_archive_query_results (default 250, as the lab)")
+    parser.add_argument("--prosody-page", type=int, metavar="N",
+                        help="prosody's max_archive_query_results (default: the template's, "
+                             "as the lab)")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
     if not XMPP_TOOL.exists():
         parser.error(f"{XMPP_TOOL} not found: run with the project's .venv/bin/python")
     print(f"machine: {machine()}")
     rows: list[Row] = []
-    extra = f"max_archive_query_results = {args.prosody_page}"
+    extra = f"max_archive_query_results = {args.prosody_page}" if args.prosody_page else ""
     with tempfile.TemporaryDirectory(prefix="xt-state-") as state, \
             running_servers(*args.servers, prosody_config=extra) as servers:
         for kind in args.servers:
