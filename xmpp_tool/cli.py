@@ -32,8 +32,6 @@ if TYPE_CHECKING:  # at run time, _LazyTyper.build() binds ``typer`` here
     import typer
 
 PROG = "xmpp-tool"
-MAX_BODY = 1024 * 1024  # bytes; servers refuse far smaller stanzas anyway
-INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in xmpp-tool (never expected)
 
 POSIX = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
 
@@ -370,61 +368,24 @@ def setup_logging(opts: CliOptions, stderr: TextIO) -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
 
 
-def read_body(message: str | None, stdin: BinaryIO) -> str:
-    from .send import check_body, decode_body
-
-    if message is None or message == "-":
-        data = stdin.read(MAX_BODY + 1)
-        if len(data) > MAX_BODY:
-            raise errors.dataerr(f"message body larger than {MAX_BODY} bytes")
-        return decode_body(data.rstrip(b"\r\n"))
-    try:
-        raw = message.encode("utf-8")
-    except UnicodeEncodeError:
-        # argv bytes that were not UTF-8 arrive as surrogate escapes
-        raise errors.dataerr("message body is not valid UTF-8") from None
-    if len(raw) > MAX_BODY:
-        raise errors.dataerr(f"message body larger than {MAX_BODY} bytes")
-    return check_body(message)
-
-
 def _execute(request: Request, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    from . import config, password
-
-    settings = config.resolve(request.opts)
-    log = logging.getLogger("xmpp_tool")
+    """Hand the request to its command (each validates, gets the password, opens
+    the session and acts); here only what every run needs first."""
+    from . import config
     from .session import prepare_slixmpp
 
+    settings = config.resolve(request.opts)
     prepare_slixmpp(need_dns=settings.host is None)
     _resume_gc()
     if isinstance(request, SendRequest):
-        body = read_body(request.message, stdin)
-        from .session import jid_or_error
+        from . import send
 
-        jid_or_error(request.recipient, "recipient JID")
-        jid_or_error(settings.jid, "account JID")
-        secret, source = password.get_password(settings)
-        log.info("password from %s", source)
-        from .send import send
+        send.command(settings, request.recipient, request.message, stdin)
+    else:
+        from . import unread
 
-        send(settings, secret, request.recipient, body)
-        return int(Exit.OK)
-
-    from .session import jid_or_error
-    from .unread import unread
-
-    jid_or_error(settings.jid, "account JID")
-    secret, source = password.get_password(settings)
-    log.info("password from %s", source)
-    unread(
-        settings,
-        secret,
-        stdout,
-        as_json=request.opts.json,
-        count_only=request.count,
-        mark=request.mark,
-        limit=request.limit,
-    )
+        unread.command(settings, stdout, as_json=request.opts.json, count_only=request.count,
+                       mark=request.mark, limit=request.limit)
     return int(Exit.OK)
 
 
@@ -454,7 +415,7 @@ def run(
             return int(exc.code)
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=err)
-            return 130
+            return int(Exit.INTERRUPTED)
         except BrokenPipeError:
             # the reader went away (``| head``): nothing was marked read; keep
             # Python from complaining when it flushes stdout at exit
@@ -467,7 +428,7 @@ def run(
         except Exception as exc:  # a bug: still one line, never a traceback
             text = errors.one_line(f"{type(exc).__name__}: {exc}")
             print(f"{PROG}: internal error: {text}", file=err)
-            return INTERNAL_ERROR
+            return int(Exit.SOFTWARE)
     finally:
         try:
             err.flush()

@@ -322,12 +322,8 @@ class Session:
             log.debug("TCP_QUICKACK: %s", exc)
 
     def _on_failed_auth(self, stanza: Any) -> None:
-        cond = stanza["condition"] or "failure"
-        text = stanza["text"]
-        msg = f"authentication failed for {self.jid.bare}: {cond}"
-        if text:
-            msg += f" ({text})"
-        self.fail(errors.noperm(msg))
+        self.fail(errors.noperm(f"authentication failed for {self.jid.bare}: "
+                                f"{errors.describe(stanza, 'failure')}"))
 
     def _on_no_auth(self, _e: Any) -> None:
         self.fail(
@@ -341,10 +337,7 @@ class Session:
         log.info("authenticated as %s (%s)", self.jid.bare, getattr(mech, "name", "?"))
 
     def _on_stream_error(self, error: Any) -> None:
-        cond = error["condition"] or "undefined-condition"
-        text = error["text"]
-        msg = f"server closed the stream: {cond}" + (f" ({text})" if text else "")
-        self.fail(errors.protocol(msg))
+        self.fail(errors.protocol(f"server closed the stream: {errors.describe(error)}"))
 
     def _on_closed(self, reason: Any) -> None:
         if self._closing:
@@ -383,11 +376,8 @@ class Session:
             try:
                 return task.result()
             except IqError as exc:
-                cond = exc.iq["error"]["condition"] or "undefined-condition"
-                text = exc.iq["error"]["text"]
                 raise errors.protocol(
-                    f"{what}: server answered {cond}" + (f" ({text})" if text else "")
-                ) from None
+                    f"{what}: server answered {errors.describe(exc.iq['error'])}") from None
             except IqTimeout:
                 raise errors.tempfail(f"{what}: no answer from the server") from None
         task.cancel()

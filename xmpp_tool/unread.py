@@ -16,10 +16,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from . import errors, statefile
+from . import errors, password, statefile
 from .config import Settings
 from .render import Message, Writer
-from .session import Session, run
+from .session import Session, jid_or_error, run
 from .unread_walk import PAGE, Archived, Page, UnknownId, classify_raw, find_unread, marks
 
 log = logging.getLogger("xmpp_tool")
@@ -365,9 +365,17 @@ async def _unread(
     )
 
 
+def command(settings: Settings, stdout: BinaryIO, *, as_json: bool, count_only: bool,
+            mark: bool, limit: int | None) -> None:
+    """``xmpp-tool unread``: validate, get the password, read and print."""
+    jid_or_error(settings.jid, "account JID")
+    unread(settings, password.obtain(settings), stdout, as_json=as_json,
+           count_only=count_only, mark=mark, limit=limit)
+
+
 def unread(
     settings: Settings,
-    password: str,
+    secret: str,
     stdout: BinaryIO,
     *,
     as_json: bool,
@@ -378,7 +386,7 @@ def unread(
     out = Writer(stdout, as_json=as_json)
 
     async def main() -> None:
-        session = Session(settings, password, PLUGINS)
+        session = Session(settings, secret, PLUGINS)
         # slixmpp matches every incoming stanza against every handler; 10,000
         # archived messages x ~22 handlers is most of our CPU time.  These are
         # for events we never use (and never answer anything), so drop them.
