@@ -7,6 +7,8 @@ run can never go green by quietly not running the server or machine tests.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +23,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI (XMPP_TOOL_NO_SKIP=1): {reason}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The CLI's state (unread's archive index, $XDG_STATE_HOME) lives in the test
+    session's temporary directory, for the CLI run in-process and as a command."""
+    path = tmp_path_factory.mktemp("xdg-state")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_STATE_HOME", str(path))
+    yield path
+    patch.undo()

@@ -63,6 +63,7 @@ EXPECTED_BY_ROLE = {
         "ejabberd-config-systemd-dropin-plain-service", "ejabberd-config-systemd-reloaded",
         "ejabberd-config-erlang-cookie", "ejabberd-service-running",
         "labtls-ejabberd.test-certificate-signed-by-lab-ca",
+        "ejabberd-config-mnesia-schema", "ejabberd-storage-mnesia-tables-as-pillar-says",
     },
     "haproxy": {"haproxy-config-tcp-passthrough-to-cluster", "haproxy-service-running"},
 }
@@ -258,6 +259,7 @@ def test_prosody_release_differences(
         assert "c2s_ports = { 5222 }" in cfg
         assert "c2s_direct_tls_ports = { 5223 }" in cfg
         assert "default_archive_policy = true" in cfg
+        assert "\nmax_archive_query_results = 250\n" in cfg  # xmpp-tool's MAM page
         assert 'storage = "sql"' in cfg and 'driver = "MySQL";' in cfg
         assert 'VirtualHost "prosody.test"' in cfg
 
@@ -283,6 +285,9 @@ def test_ejabberd_node_distribution_and_listeners(
                        "mod_carboncopy:", "mod_ping:", "default: always",
                        '"urn:xmpp:mds:displayed:0":', "max_items:"):
             assert module in yml
+        assert p["ejabberd"]["mnesia_storage"] == {
+            "archive_msg": "disc_copies", "archive_prefs": "disc_copies",
+            "offline_msg": "disc_copies"}
 
 
 def test_haproxy_and_mariadb_configs(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +119,10 @@ def normalize_fingerprint(value: str, *, source: str) -> str:
 
 
 def load_file(path: Path) -> dict[str, Any]:
+    # here, not at the top: a send given -u/-s has no config file to read, and
+    # tomllib (with datetime) is ~2 ms of the CPU such a send takes
+    import tomllib
+
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -133,6 +136,8 @@ def load_file(path: Path) -> dict[str, Any]:
         raise errors.config(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise errors.config(f"{path}: invalid TOML: {exc}") from None
+    except ValueError:  # open() of a name with a NUL byte (possible in-process only)
+        raise errors.config(f"{str(path)!r}: not a valid file name") from None
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise errors.config(

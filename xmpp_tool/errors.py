@@ -1,12 +1,13 @@
 """Exit codes (sysexits.h values) and the one exception type the CLI reports.
 
 Every failure becomes one line on standard error and one of these codes; the
-table is repeated in ``--help`` and in the README.
+table is repeated in ``--help`` and in docs/cli.md.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class Exit(IntEnum):
@@ -18,9 +19,12 @@ class Exit(IntEnum):
     PROTOCOL = 76  # EX_PROTOCOL: server refused (error stanza, missing feature)
     NOPERM = 77  # EX_NOPERM: authentication or certificate failure
     CONFIG = 78  # EX_CONFIG: configuration error
+    SOFTWARE = 70  # EX_SOFTWARE: a bug in xmpp-tool, still reported in one line
+    INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
 
 
-#: The documented exit codes with their meaning, in the order of the table.
+#: The documented outcomes with their meaning, in the order of the table (70 and
+#: 130 are not outcomes a script plans for: a bug, or the user pressing Ctrl-C).
 EXIT_CODES: dict[int, str] = {
     Exit.OK: "success (also: no unread messages)",
     Exit.USAGE: "usage error (bad option, missing operand)",
@@ -43,6 +47,13 @@ class ToolError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def describe(error: Any, default: str = "undefined-condition") -> str:
+    """``condition (text)`` of an XMPP error (stanza, stream or SASL failure)."""
+    cond = error["condition"] or default
+    text = error["text"]
+    return f"{cond} ({text})" if text else str(cond)
 
 
 def one_line(text: str) -> str:

@@ -13,6 +13,7 @@ Sources, first match wins:
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import subprocess
 from collections.abc import Callable
@@ -121,3 +122,10 @@ def get_password(
     if not value:
         raise errors.config("no password entered")
     return value, "terminal prompt"
+
+
+def obtain(settings: Settings) -> str:
+    """The account's password (its source, never the password, goes to -v)."""
+    secret, source = get_password(settings)
+    logging.getLogger("xmpp_tool").info("password from %s", source)
+    return secret

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, BinaryIO
 
-from . import errors
+from . import errors, password
 from .config import Settings
 from .session import Session, jid_or_error, run
 
 log = logging.getLogger("xmpp_tool")
+
+MAX_BODY = 1024 * 1024  # bytes; servers refuse far smaller stanzas anyway
 
 PLUGINS = ("xep_0198", "xep_0199")
 
@@ -34,6 +36,23 @@ def _xml_char_ok(ch: str) -> bool:
         or 0xE000 <= c <= 0xFFFD
         or 0x10000 <= c <= 0x10FFFF
     )
+
+
+def read_body(message: str | None, stdin: BinaryIO) -> str:
+    """The body from the operand, or from standard input if it is absent or ``-``."""
+    if message is None or message == "-":
+        data = stdin.read(MAX_BODY + 1)
+        if len(data) > MAX_BODY:
+            raise errors.dataerr(f"message body larger than {MAX_BODY} bytes")
+        return decode_body(data.rstrip(b"\r\n"))
+    try:
+        raw = message.encode("utf-8")
+    except UnicodeEncodeError:
+        # argv bytes that were not UTF-8 arrive as surrogate escapes
+        raise errors.dataerr("message body is not valid UTF-8") from None
+    if len(raw) > MAX_BODY:
+        raise errors.dataerr(f"message body larger than {MAX_BODY} bytes")
+    return check_body(message)
 
 
 def decode_body(data: bytes) -> str:
@@ -113,12 +132,8 @@ async def _send(session: Session, recipient: Any, body: str) -> None:
 
     await session.guard(barrier(), "waiting for the server to acknowledge the message")
     if bounced.done():
-        err = bounced.result()["error"]
-        cond = err["condition"] or "undefined-condition"
-        text = err["text"]
-        raise errors.protocol(
-            f"message to {recipient.bare} refused: {cond}" + (f" ({text})" if text else "")
-        )
+        raise errors.protocol(f"message to {recipient.bare} refused: "
+                              f"{errors.describe(bounced.result()['error'])}")
     log.info("server acknowledged the message%s", " (XEP-0198)" if use_sm else " (ping)")
 
 
@@ -139,3 +154,11 @@ def send(settings: Settings, password: str, recipient_text: str, body: str) -> N
             await session.close()
 
     run(main)
+
+
+def command(settings: Settings, recipient: str, message: str | None, stdin: BinaryIO) -> None:
+    """``xmpp-tool send``: validate, get the password, send and wait for the ack."""
+    body = read_body(message, stdin)
+    jid_or_error(recipient, "recipient JID")
+    jid_or_error(settings.jid, "account JID")
+    send(settings, password.obtain(settings), recipient, body)

@@ -1,23 +1,9 @@
 """``unread``: list unread messages without consuming anything, never sending presence.
 
-What is unread (MAM, XEP-0313, with XEP-0490 displayed pointers):
-
-- Only incoming messages with a body count (type chat/normal; not groupchat,
-  headline or error), from anyone but the account itself.
-- For a contact with a pointer (PEP node ``urn:xmpp:mds:displayed:0``, item id =
-  the contact's bare JID, payload = the stanza-id of the last displayed message):
-  the messages after that one in the archive.
-- For a contact without a pointer (or whose pointer names no message of the
-  archive): the messages after the account's own last message to that contact
-  (all of them if the account never wrote to it).
-- Oldest first.
-
-The archive is read with RSM paging, one page at a time (never the whole archive in
-memory).  The first pass finds, per contact, where its unread messages begin and
-counts them (``-c`` needs nothing more); it also keeps up to ``BUFFER`` candidate
-messages, so that when the unread ones fit there they are printed at once.  Only
-when more are unread does a second pass start at the earliest cut-off and print
-them.  Memory: one page, at most ``BUFFER`` messages, a few values per contact.
+What is unread, and how the archive is read so that a run costs what is unread
+rather than what was ever archived: :mod:`xmpp_tool.unread_walk` (MAM, XEP-0313,
+with XEP-0490 displayed pointers and a per-account index, :mod:`xmpp_tool.statefile`).
+This module is the network side: the MAM queries, the pointers, marking read.
 
 Without MAM, XEP-0013 "view" (ejabberd) lists the offline messages without
 removing them.  ``-m`` publishes the pointers of what was shown.
@@ -27,23 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from . import errors
+from . import errors, password, statefile
 from .config import Settings
 from .render import Message, Writer
-from .session import Session, run
+from .session import Session, jid_or_error, run
+from .unread_walk import PAGE, Archived, Page, UnknownId, classify_raw, find_unread, marks
 
 log = logging.getLogger("xmpp_tool")
 
 MAM_NS = "urn:xmpp:mam:2"
 OFFLINE_NS = "http://jabber.org/protocol/offline"
 MDS_NS = "urn:xmpp:mds:displayed:0"
-PAGE = 250  # messages per MAM page (servers may send fewer: prosody caps at 50)
-BUFFER = 1000  # unread candidates kept from the first pass (else: a second pass)
 OFFLINE_CHUNK = 100  # XEP-0013 nodes per view request
 
 UNUSED_HANDLERS = (
@@ -76,59 +59,15 @@ PLUGINS = (
 )
 
 
-# --------------------------------------------------------------------------- model
-
-
-@dataclass
-class Archived:
-    """What we need of one archived message."""
-
-    aid: str  # archive id = stanza-id by our account
-    kind: str  # "in" (incoming with body), "out" (ours to contact), "skip"
-    contact: str  # bare JID, lowercase
-    stamp: str | datetime  # XEP-0082 text until needed (parsing 10,000 costs ~1 s)
-    body: str
-
-    @property
-    def timestamp(self) -> datetime:
-        if isinstance(self.stamp, datetime):
-            return self.stamp
-        return parse_stamp(self.stamp)
-
-
-def parse_stamp(text: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(text.strip())
-    except ValueError:
-        from slixmpp.plugins import xep_0082
-
-        try:
-            ts = xep_0082.parse(text)
-        except ValueError:
-            return datetime.now(UTC)
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+# --------------------------------------------------------------------------- reading
 
 
 def _bare(jid: str) -> str:
     return jid.split("/", 1)[0].lower()
 
 
-def classify_raw(mtype: str | None, sender: str, to: str, has_body: bool,
-                 me: str) -> tuple[str, str]:
-    """``("in"|"out"|"skip", contact)`` from a message's attributes (bare JIDs)."""
-    if (mtype or "normal") not in ("chat", "normal"):
-        return "skip", ""
-    if sender == me:
-        if to and to != me:
-            return "out", to
-        return "skip", ""
-    if sender and has_body:
-        return "in", sender
-    return "skip", ""
-
-
 def classify(inner: Any, me: str) -> tuple[str, str]:
-    """Same, for a slixmpp Message stanza."""
+    """:func:`classify_raw` for a slixmpp Message stanza."""
     return classify_raw(inner["type"], inner["from"].bare.lower(), inner["to"].bare.lower(),
                         bool(inner["body"]), me)
 
@@ -158,77 +97,6 @@ def extract(result: Any, me: str) -> Archived:
     kind, contact = classify_raw(inner.get("type"), _bare(inner.get("from", "")),
                                  _bare(inner.get("to", "")), bool(body), me)
     return Archived(aid, kind, contact, stamp, body if kind == "in" else "")
-
-
-@dataclass
-class Track:
-    """Per-contact state of the first pass."""
-
-    pointer: str | None = None  # stanza-id from the displayed pointer
-    pointer_ord: int | None = None  # where the pointer's message is in the archive
-    after_pointer: int = 0  # incoming messages after the pointer
-    last_out_ord: int = -1  # our last message to the contact (-1: none)
-    last_out_id: str | None = None
-    since_out: int = 0  # incoming messages since our last message
-
-    def unread(self) -> int:
-        return self.after_pointer if self.pointer_ord is not None else self.since_out
-
-    def cutoff(self) -> tuple[int, str | None]:
-        """(ordinal, archive id) after which this contact's messages are unread."""
-        if self.pointer_ord is not None:
-            return self.pointer_ord, self.pointer
-        return self.last_out_ord, self.last_out_id
-
-
-class Scan:
-    """First pass over the archive: counts and cut-offs per contact."""
-
-    def __init__(self, pointers: dict[str, str]) -> None:
-        self.tracks: dict[str, Track] = {c: Track(pointer=p) for c, p in pointers.items()}
-        self.end_ord = -1
-
-    def feed(self, ordinal: int, msg: Archived) -> None:
-        self.end_ord = ordinal
-        if msg.kind == "skip":
-            return
-        t = self.tracks.get(msg.contact)
-        if t is None:
-            t = self.tracks[msg.contact] = Track()
-        if msg.kind == "out":
-            t.last_out_ord, t.last_out_id, t.since_out = ordinal, msg.aid, 0
-            return
-        if t.pointer is not None and t.pointer_ord is None and msg.aid == t.pointer:
-            t.pointer_ord = ordinal  # this one was displayed; the ones after are unread
-            return
-        t.since_out += 1
-        if t.pointer_ord is not None:
-            t.after_pointer += 1
-
-    def counts(self) -> dict[str, int]:
-        return {c: t.unread() for c, t in self.tracks.items() if t.unread() > 0}
-
-    def start(self) -> tuple[int, str | None]:
-        """Where the second pass begins: after (ordinal, id); (-1, None) = beginning."""
-        cuts = [t.cutoff() for t in self.tracks.values() if t.unread() > 0]
-        if not cuts:
-            return self.end_ord, None
-        return min(cuts, key=lambda c: c[0])
-
-    def may_be_unread(self, ordinal: int, msg: Archived) -> bool:
-        """With what is known so far (a later message of ours may still come)."""
-        t = self.tracks.get(msg.contact)
-        if msg.kind != "in" or t is None:
-            return False
-        if t.pointer_ord is not None:
-            return ordinal > t.pointer_ord
-        return ordinal > t.last_out_ord and msg.aid != t.pointer
-
-    def is_unread(self, ordinal: int, msg: Archived) -> bool:
-        if msg.kind != "in" or ordinal > self.end_ord:
-            return False
-        t = self.tracks.get(msg.contact)
-        return t is not None and t.unread() > 0 and ordinal > t.cutoff()[0]
 
 
 # --------------------------------------------------------------------------- server
@@ -275,39 +143,51 @@ async def _raw(aw: Any) -> Any:
     return await aw
 
 
-async def archive(session: Session, after: str | None) -> AsyncIterator[Archived]:
-    """Stream the account's archive oldest first, one RSM page per request."""
-    me = session.client.boundjid.bare.lower()
-    rsm: dict[str, Any] = {"max": PAGE}
-    if after is not None:
-        rsm["after"] = after
-    mam: Any = session.client.plugin["xep_0313"]
-    pages = mam.retrieve(iterator=True, rsm=rsm, timeout=session.settings.timeout)
-    while True:
-        try:
-            page = await session.guard(_next(pages), "reading the message archive (MAM)")
-        except StopAsyncIteration:
-            return
-        for result in page["mam"]["results"]:
-            yield extract(result, me)
+# An RSM id the archive does not hold: prosody answers item-not-found; ejabberd
+# compares its numeric ids and answers even for an id it does not hold (the walk
+# checks pointers itself); bad-request is what a stricter server may say.
+UNKNOWN_ID_CONDITIONS = ("item-not-found", "bad-request")
 
 
-async def _next(iterator: Any) -> Any:
-    """Next page of the archive.  slixmpp's RSM ResultIterator turns an error
-    answer *and an IqTimeout* into StopAsyncIteration (``except XMPPError: raise
-    StopAsyncIteration``), so a failed page would look like the end of the
-    archive; the swallowed error is still the exception's ``__context__``."""
-    from slixmpp.exceptions import IqError, IqTimeout
+class MamArchive:
+    """The account's archive (XEP-0313) as :class:`xmpp_tool.unread_walk.Archive`:
+    one query per RSM page, ``with`` a contact or not, ``after``/``before`` an id."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.me = session.client.boundjid.bare.lower()
+        self.queries = 0
+        self.messages = 0
+
+    async def page(self, *, with_: str | None = None, after: str | None = None,
+                   before: str | None = None, max_: int = PAGE) -> Page:
+        from slixmpp import JID
+
+        rsm: dict[str, Any] = {"max": max_}
+        if after is not None:
+            rsm["after"] = after
+        if before is not None:
+            rsm["before"] = before
+        mam: Any = self.session.client.plugin["xep_0313"]
+        self.queries += 1
+        iq = await self.session.guard(
+            _known_id(mam.retrieve(with_jid=JID(with_) if with_ else None, rsm=rsm,
+                                   timeout=self.session.settings.timeout)),
+            "reading the message archive (MAM)",
+        )
+        items = [extract(result, self.me) for result in iq["mam"]["results"]]
+        self.messages += len(items)
+        return Page(items, str(iq["mam_fin"]["complete"]).lower() in ("true", "1"))
+
+
+async def _known_id(aw: Any) -> Any:
+    from slixmpp.exceptions import IqError
 
     try:
-        return await iterator.next()
-    except StopAsyncIteration as stop:
-        cause = stop.__context__
-        if isinstance(cause, IqTimeout):
-            raise errors.tempfail("reading the message archive (MAM): no answer") from None
-        if isinstance(cause, IqError):
-            cond = cause.iq["error"]["condition"] or "undefined-condition"
-            raise errors.protocol(f"reading the message archive (MAM): {cond}") from None
+        return await aw
+    except IqError as exc:
+        if exc.iq["error"]["condition"] in UNKNOWN_ID_CONDITIONS:
+            raise UnknownId(exc.iq["error"]["condition"]) from None
         raise
 
 
@@ -381,50 +261,19 @@ async def _unread_mam(
     session: Session, out: Writer, count_only: bool, mark: bool, limit: int | None
 ) -> None:
     pointers = await read_pointers(session)
-    scan = Scan(pointers)
-    buffer: list[tuple[int, Archived]] | None = None if count_only else []
-    ordinal = -1
-    async for msg in archive(session, None):
-        ordinal += 1
-        scan.feed(ordinal, msg)
-        if buffer is not None and msg.kind == "in":
-            buffer.append((ordinal, msg))
-            if len(buffer) > BUFFER:
-                buffer = [(o, m) for o, m in buffer if scan.may_be_unread(o, m)]
-                if len(buffer) > BUFFER:
-                    buffer = None  # too many: print them from a second pass
-    log.info("archive: %d message(s) read", ordinal + 1)
-    counts = scan.counts()
+    account = session.client.boundjid.bare
+    index, found = await find_unread(MamArchive(session), statefile.load(account), pointers,
+                                     count_only=count_only)
+    statefile.save(account, index)
     if count_only:
-        out.count(counts)
+        out.count(found.counts)
         return
-    if not counts:
-        return
-
-    shown: dict[str, str] = {}
-
-    def show(ordinal: int, msg: Archived) -> bool:
-        """Print if unread; False once the limit is reached."""
-        if scan.is_unread(ordinal, msg):
-            out.message(Message(id=msg.aid, sender=msg.contact, timestamp=msg.timestamp,
-                                body=msg.body))
-            shown[msg.contact] = msg.aid
-        return limit is None or out.written < limit
-
-    if buffer is not None:
-        for o, m in buffer:
-            if not show(o, m):
-                break
-    else:
-        start_ord, start_id = scan.start()
-        log.info("more than %d unread: second pass over the archive", BUFFER)
-        ordinal = start_ord
-        async for msg in archive(session, start_id):
-            ordinal += 1
-            if ordinal > scan.end_ord or not show(ordinal, msg):
-                break
+    shown = found.messages[:limit]
+    for msg in shown:
+        out.message(Message(id=msg.aid, sender=msg.contact, timestamp=msg.timestamp,
+                            body=msg.body))
     if mark:
-        await mark_read(session, shown)
+        await mark_read(session, marks(shown))
 
 
 async def _unread_offline(
@@ -516,9 +365,17 @@ async def _unread(
     )
 
 
+def command(settings: Settings, stdout: BinaryIO, *, as_json: bool, count_only: bool,
+            mark: bool, limit: int | None) -> None:
+    """``xmpp-tool unread``: validate, get the password, read and print."""
+    jid_or_error(settings.jid, "account JID")
+    unread(settings, password.obtain(settings), stdout, as_json=as_json,
+           count_only=count_only, mark=mark, limit=limit)
+
+
 def unread(
     settings: Settings,
-    password: str,
+    secret: str,
     stdout: BinaryIO,
     *,
     as_json: bool,
@@ -529,7 +386,7 @@ def unread(
     out = Writer(stdout, as_json=as_json)
 
     async def main() -> None:
-        session = Session(settings, password, PLUGINS)
+        session = Session(settings, secret, PLUGINS)
         # slixmpp matches every incoming stanza against every handler; 10,000
         # archived messages x ~22 handlers is most of our CPU time.  These are
         # for events we never use (and never answer anything), so drop them.

@@ -1,7 +1,9 @@
-# ejabberd: Mnesia, clustered by pillar, lab TLS, PROXY protocol behind the balancer.
+# ejabberd: Mnesia, clustered by pillar, lab TLS, PROXY protocol behind the balancer;
+# archive and offline tables in the storage pillar names (ejabberd:mnesia_storage).
 include:
   - ejabberd.package
   - ejabberd.config
   - ejabberd.service
   - ejabberd.cluster
+  - ejabberd.storage
   - ejabberd.users

@@ -19,6 +19,10 @@ Sockets = list[tuple[str, int, str]]
 PROBE = (Path(__file__).parent / "xmpp_probe.py").read_text()
 LOOPBACK = {"127.0.0.1", "::1"}
 CA_TRUST = "/usr/local/share/ca-certificates/xmpp-tool-lab-ca.crt"
+# Formula defaults the pillar may override (salt/*/parameters/defaults.yaml).
+PROSODY_MAM_PAGE = 250
+EJABBERD_MNESIA_STORAGE = {"archive_msg": "disc_copies", "archive_prefs": "disc_copies",
+                           "offline_msg": "disc_copies"}
 CERT_DIR, KEY_DIR = "/etc/ssl/lab", "/etc/ssl/private"
 
 
@@ -135,6 +139,12 @@ def test_prosody_config_values(host: testinfra.host.Host, pillar: dict[str, Any]
         assert needed in text, needed
     for module in ("mam", "pep", "smacks", "carbons", "offline", "ping", "disco"):
         assert f'"{module}";' in text, module
+    page = int(pillar["prosody"].get("max_archive_query_results", PROSODY_MAM_PAGE))
+    assert f"\nmax_archive_query_results = {page}\n" in text
+    # What the running server uses (mod_admin_shell over its admin socket).
+    live = host.check_output(
+        """prosodyctl shell "config:get('*', 'max_archive_query_results')" 2>/dev/null""")
+    assert f"OK: {page}" in live, live[-300:]
     assert '"register";' not in text
     osfinger = host.system_info.release or ""
     if osfinger.startswith("13"):
@@ -221,6 +231,19 @@ def test_ejabberd_config_values(host: testinfra.host.Host, pillar: dict[str, Any
                    '"urn:xmpp:mds:displayed:0":'):
         assert needed in text, needed
     assert "mod_register" not in text
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_archive_and_offline_tables_have_the_pillar_storage(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    """This node's copy of each table, now (Mnesia) and at the next start (ejabberd.schema)."""
+    wanted = {**EJABBERD_MNESIA_STORAGE, **pillar["ejabberd"].get("mnesia_storage", {})}
+    schema = host.file("/var/lib/ejabberd/ejabberd.schema").content_string
+    for table, storage in wanted.items():
+        info = host.check_output(f"ejabberdctl mnesia_table_info {shlex.quote(table)}")
+        assert f"{{storage_type,{storage}}}" in info, f"{table}: {info[:500]}"
+        assert f"\n{table}:\n  storage_type: {storage}\n" in schema, table
 
 
 @pytest.mark.role("ejabberd")

@@ -271,3 +271,43 @@ def test_without_stream_management_a_ping_confirms(
             xt_session.run(main)
         assert info.value.code == Exit.PROTOCOL
         assert to in info.value.message
+
+
+@pytest.mark.parametrize("direct_tls", [False, True], ids=["starttls", "direct-tls"])
+def test_tls_socket_leaves_delayed_ack_mode(
+    pair: tuple[Any, str, str, str, str], monkeypatch: pytest.MonkeyPatch, direct_tls: bool
+) -> None:
+    """Once TLS is up, the socket is switched to quick ACKs (Linux), so a server
+    with Nagle on does not wait 40 ms for the ACK of its TLS 1.3 session tickets."""
+    import socket
+    from asyncio import trsock
+
+    from xmpp_tool import send as xt_send
+    from xmpp_tool import session as xt_session
+    from xmpp_tool.config import Settings
+
+    if not hasattr(socket, "TCP_QUICKACK"):
+        pytest.skip("TCP_QUICKACK is Linux-only")
+    server, alice, apw, bob, bpw = pair
+    calls: list[tuple[int, int, int]] = []
+    real = trsock.TransportSocket.setsockopt
+
+    def spy(self: Any, *args: Any) -> None:
+        calls.append(args[:3])
+        real(self, *args)
+
+    monkeypatch.setattr(trsock.TransportSocket, "setsockopt", spy)
+    port = server.tls_port if direct_tls else server.port
+    settings = Settings(jid=alice, host=server.host, port=port, cafile=server.cafile,
+                        direct_tls=direct_tls)  # fmt: skip
+
+    async def main() -> None:
+        sess = xt_session.Session(settings, apw, xt_send.PLUGINS)
+        try:
+            await xt_send._send(sess, xt_session.jid_or_error(bob, "recipient"), "quick")
+        finally:
+            await sess.close()
+
+    xt_session.run(main)
+    assert calls.count((socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)) == 1
+    assert [m["body"] for m in unread_json(server, bob, bpw)] == ["quick"]

@@ -156,6 +156,23 @@ def test_register_twice_fails(xmpp_server: XmppServer) -> None:
         xmpp_server.register(pair.alice.split("@")[0], "other-password")
 
 
+def test_one_archive_page_holds_250_messages(xmpp_server: XmppServer) -> None:
+    """The client's MAM page (250) is served whole: prosody's default cap is 50, the
+    template (like the lab) raises it; ejabberd's own cap is 250."""
+    pair = make_pair(xmpp_server)
+
+    async def scenario() -> list[int]:
+        async with peer(pair, pair.alice) as alice:
+            await alice.seed(pair.bob, 260)
+        async with peer(pair, pair.bob) as bob:
+            # iterator=True gives an async iterator of pages; slixmpp types it Awaitable.
+            pages: Any = bob.plugin["xep_0313"].retrieve(
+                with_jid=slixmpp.JID(pair.alice), iterator=True, rsm={"max": 250})
+            return [len(page["mam"]["results"]) async for page in pages]
+
+    assert run(scenario()) == [250, 10]
+
+
 # ----------------------------------------------------------------------- offline
 
 

@@ -139,6 +139,8 @@ def test_missing_config_and_account_errors(tmp_path: Path, cfg: Path) -> None:
     assert "no account JID" in expect(Exit.CONFIG, resolve, CliOptions())
     assert "CA file" in expect(Exit.CONFIG, resolve,
                                CliOptions(user="a@b", cafile=tmp_path / "none.crt"))
+    # a NUL byte cannot come from exec's argv, but cli.run() may be given one
+    assert "not a valid file name" in expect(Exit.CONFIG, resolve, CliOptions(config=Path("\0")))
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from xmpp_tool import cli
+from xmpp_tool import cli, send
 from xmpp_tool.errors import EXIT_CODES
 
 DOCUMENTED = set(EXIT_CODES)
@@ -47,7 +47,7 @@ good_flags = st.sampled_from(["-J", "-v", "-q", "-t", "-Jt", "--json", "--direct
 stdins = st.one_of(
     st.binary(max_size=200),
     st.sampled_from([b"", b"\xff\xfe\xfd", b"ok\n", "\u00fcn\u00efc\u00f6d\u00e9".encode(),
-                     b"\x00\x01", b"x" * (cli.MAX_BODY + 10), b"\xed\xa0\x80"]),
+                     b"\x00\x01", b"x" * (send.MAX_BODY + 10), b"\xed\xa0\x80"]),
 )
 
 

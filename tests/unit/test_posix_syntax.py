@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
-from xmpp_tool import cli
+from xmpp_tool import cli, errors, fastargs
 from xmpp_tool.cli import SendRequest, UnreadRequest, parse
 from xmpp_tool.config import CliOptions
 from xmpp_tool.errors import Exit
@@ -161,3 +163,156 @@ def test_guideline_14_option_group_recognised_as_options() -> None:
     req = unread_req(["-Jq", "unread", "-n5"])
     assert req.opts == CliOptions(json=True, quiet=True)
     assert req.limit == 5
+
+
+# ------------------------------------------------- the Typer-free parse of send
+#
+# cli.parse() takes the common `send` command lines without importing Typer
+# (xmpp_tool.fastargs) and gives everything else to Typer.  The two must never
+# disagree: same request, same error, same exit code.
+
+TOKENS = [
+    "-s", "--server", "-u", "--user", "-f", "--config", "-a", "--account", "-C", "--cafile",
+    "-t", "--direct-tls", "-J", "--json", "-v", "--verbose", "-q", "--quiet",
+    "-Jv", "-tJ", "-vq", "-Jsexample.org:5222", "-sexample.org", "-ua@example.org", "-s=x",
+    "-J=x", "--server=h:1", "--user=", "--json=1", "--verbose=", "---json", "--serv",
+    "-h", "--help", "-Jh", "--version", "-x", "--bogus", "+J", "-", "--", "",
+    "send", "unread", "Send", "bob@example.org", "hi", "-bob@example.org", "a b", "ä@ö.example",
+]  # fmt: skip
+tokens = st.one_of(st.sampled_from(TOKENS), st.text(max_size=6))
+values = st.one_of(st.sampled_from(["x", "", "=x", " x ", "-J", "--", "-", "send", "a@b"]),
+                   st.text(max_size=5))  # fmt: skip
+SHORT_FLAGS = [o for o in fastargs.FLAGS if len(o) == 2]
+SHORT_VALUED = [o for o in fastargs.VALUE_OPTIONS if len(o) == 2]
+
+
+@st.composite
+def global_option(draw: st.DrawFn, odd: bool = True) -> list[str]:
+    """One global option in one of its spellings, or (if ``odd``) any token."""
+    kind = draw(st.integers(0 if odd else 1, 9))
+    if kind == 0:
+        return [draw(tokens)]
+    if kind in (1, 2):
+        return [draw(st.sampled_from(sorted(fastargs.FLAGS)))]
+    if kind == 3 and odd:  # a flag with a value
+        return [draw(st.sampled_from(sorted(fastargs.FLAGS))) + "=" + draw(values)]
+    if kind in (3, 4):  # a group of flags, perhaps ending with an option and its value
+        group = "-" + "".join(f[1] for f in draw(st.lists(st.sampled_from(SHORT_FLAGS),
+                                                            min_size=1, max_size=3)))
+        if draw(st.booleans()):
+            return [group]
+        group += draw(st.sampled_from(SHORT_VALUED))[1]
+        value = draw(values)
+        return [group + value] if value and draw(st.booleans()) else [group, value]
+    name = draw(st.sampled_from(sorted(fastargs.VALUE_OPTIONS)))
+    value = draw(values)
+    if kind == 5 and name.startswith("--"):
+        return [f"{name}={value}"]
+    if kind == 6 and len(name) == 2 and value:
+        return [name + value]
+    return [name, value]
+
+
+@st.composite
+def send_lines(draw: st.DrawFn) -> list[str]:
+    """`[global options] send [--] recipient [message]`, the options in any spelling."""
+    before = [t for part in draw(st.lists(global_option(odd=False), max_size=5)) for t in part]
+    plain = st.one_of(st.sampled_from(["bob@example.org", "hi", "-", "x y", "-v"]), values)
+    operands = draw(st.lists(plain, min_size=1, max_size=2))
+    if draw(st.booleans()):
+        operands.insert(0, "--")
+    return [*before, "send", *operands]
+
+
+@st.composite
+def send_like(draw: st.DrawFn) -> list[str]:
+    """Mostly `[global options] send [--] [operands]` with odd tokens here and
+    there, sometimes anything at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.lists(tokens, max_size=8))
+    before = [t for part in draw(st.lists(global_option(), max_size=4)) for t in part]
+    if draw(st.integers(0, 9)) == 0:
+        odd = draw(st.sampled_from(["--", "-", "send", "unread"]))
+        before.insert(draw(st.integers(0, len(before))), odd)
+    command = draw(st.sampled_from(["send"] * 9 + ["unread", "Send", "-", ""]))
+    operand = st.one_of(st.sampled_from(["bob@example.org", "hi", "-", "x y"]), values, tokens)
+    operands = draw(st.lists(operand, max_size=3))
+    if draw(st.integers(0, 3)) == 0:
+        operands.insert(0, "--")
+    return [*before, command, *operands]
+
+
+def outcome(parse_fn: Any, argv: list[str]) -> object:
+    try:
+        return parse_fn(argv)
+    except errors.ToolError as exc:
+        return ("error", exc.code, exc.message)
+
+
+def check_agreement(argv: list[str]) -> bool:
+    """Same outcome with and without the fast path; True if it was taken."""
+    fast = fastargs.parse_send(argv)
+    assert outcome(cli.parse, argv) == outcome(cli.parse_with_typer, argv), argv
+    if fast is not None:
+        assert isinstance(cli.parse_with_typer(argv), SendRequest), argv
+    return fast is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(argv=send_lines())
+def test_fast_send_parse_agrees_with_typer(argv: list[str]) -> None:
+    event("fast path" if check_agreement(argv) else "Typer")
+
+
+@settings(max_examples=500, deadline=None)
+@given(argv=send_like())
+def test_fast_send_parse_agrees_with_typer_on_odd_lines(argv: list[str]) -> None:
+    event("fast path" if check_agreement(argv) else "Typer")
+
+
+@pytest.mark.parametrize("argv", [
+    ["-s=x", "send", "b"], ["-Js=x", "send", "b"], ["-sJ", "send", "b"], ["-Jsv", "send", "b"],
+    ["-", "send", "b"], ["--json=1", "send", "b"], ["--server=", "send", "b"],
+    ["--server=a=b", "send", "b"], ["-s", "-J", "send", "b"], ["-s", "send", "send", "b"],
+    ["-s", " x ", "send", "b"], ["--server", " x ", "send", "b"], ["-u", "", "send", "b"],
+    ["--", "-J", "send", "b"], ["--", "send", "b"], ["-J", "--", "send", "b"],
+    ["send", "--", "--", "x"], ["send", "b", "--"], ["send", "-", "x"], ["send", "", ""],
+    ["send", "b", "-h"], ["-vq", "send", "b"], ["-v", "-q", "send", "b"], ["-Jh", "send", "b"],
+    ["send", "-h"], ["send", "--help"], ["send"], ["send", "--"], ["send", "a", "b", "c"],
+    ["-u", "a@b", "send", "-x", "b"], ["-s"], ["--server"], ["-Js"], ["send", "-", "-"],
+    ["--version", "send", "b"], ["-t", "-t", "send", "b"], ["-s", "a", "-s", "b", "send", "c"],
+])  # fmt: skip
+def test_fast_send_parse_agrees_with_typer_on_edge_cases(argv: list[str]) -> None:
+    check_agreement(argv)
+
+
+@pytest.mark.parametrize("argv", [
+    ["send", "bob@example.org", "hi"],
+    ["send", "bob@example.org"],
+    ["send", "bob@example.org", "-"],
+    ["send", "--", "-bob@example.org", "-J"],
+    ["-C", "ca.crt", "-s", "127.0.0.1:5222", "-u", "a@example.org", "send", "b@example.org", "x"],
+    ["-t", "-Jv", "-sexample.org", "--user=a@example.org", "send", "b@example.org", "x"],
+    ["-f", "cfg.toml", "-a", "work", "-q", "send", "b@example.org", "-v"],
+])  # fmt: skip
+def test_common_send_lines_skip_typer(argv: list[str]) -> None:
+    assert fastargs.parse_send(argv) is not None
+    assert cli.parse(argv) == cli.parse_with_typer(argv)
+
+
+def test_fast_parse_knows_exactly_typers_global_options() -> None:
+    group = cli._click_command()
+    ctx = group.make_context("xmpp-tool", ["unread"])
+    flags: set[str] = set()
+    valued: set[str] = set()
+    for param in group.get_params(ctx):
+        if param.param_type_name != "option" or param.name in ("version", "help"):
+            continue
+        assert not param.secondary_opts and not param.multiple and param.nargs == 1
+        (flags if param.is_flag else valued).update(param.opts)
+    assert flags == set(fastargs.FLAGS)
+    assert valued == set(fastargs.VALUE_OPTIONS)
+    send_params = group.commands["send"].get_params(ctx)
+    assert [p.name for p in send_params if p.param_type_name == "option"] == ["help"]
+    assert [(p.name, p.required) for p in send_params if p.param_type_name == "argument"] == [
+        ("recipient", True), ("message", False)]

@@ -1,11 +1,15 @@
-"""How unread decides what is unread (the pure part of the two-pass archive scan)."""
+"""How unread decides what is unread: worked examples through the archive walk
+(a fake archive, tests/unit/archive_model.py), checked against the reference."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from xmpp_tool.unread import Archived, Scan
+from archive_model import FakeArchive, reference
+
+from xmpp_tool.unread_walk import Archived, Index, find_unread
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -21,17 +25,12 @@ def out(aid: str, contact: str) -> Archived:
 def unread_ids(
     archive: list[Archived], pointers: dict[str, str]
 ) -> tuple[dict[str, int], list[str]]:
-    """Run both passes the way unread does: counts, then the listing."""
-    scan = Scan(pointers)
-    for i, m in enumerate(archive):
-        scan.feed(i, m)
-    counts = scan.counts()
-    start_ord, start_id = scan.start()
-    if start_id is not None:
-        assert archive[start_ord].aid == start_id
-    shown = [m.aid for i, m in enumerate(archive) if i > start_ord and scan.is_unread(i, m)]
-    assert len(shown) == sum(counts.values())
-    return counts, shown
+    """Counts and the listing, from the walk; the reference must agree."""
+    _, found = asyncio.run(find_unread(FakeArchive(archive), Index(), pointers,
+                                       count_only=False))
+    got = (found.counts, [m.aid for m in found.messages])
+    assert got == reference(archive, pointers)
+    return got
 
 
 def test_everything_unread_without_pointer_or_reply() -> None:
@@ -70,44 +69,6 @@ def test_contacts_are_independent_and_output_is_oldest_first() -> None:
     counts, shown = unread_ids(archive, {"b@x": "2"})
     assert counts == {"a@x": 1, "b@x": 1, "c@x": 1}
     assert shown == ["4", "5", "6"]
-
-
-def test_second_pass_starts_at_the_earliest_cutoff() -> None:
-    archive = [inc("1", "a@x"), inc("2", "a@x"), inc("3", "b@x"), out("4", "b@x"),
-               inc("5", "b@x"), inc("6", "a@x")]
-    scan = Scan({"a@x": "2"})
-    for i, m in enumerate(archive):
-        scan.feed(i, m)
-    assert scan.start() == (1, "2")  # after a@x's pointer, before b@x's cut-off at 3
-    scan = Scan({})
-    for i, m in enumerate(archive):
-        scan.feed(i, m)
-    assert scan.start() == (-1, None)  # a@x never answered: from the beginning
-
-
-def test_nothing_unread_needs_no_second_pass() -> None:
-    scan = Scan({"a@x": "1"})
-    scan.feed(0, inc("1", "a@x"))
-    assert scan.counts() == {}
-    assert scan.start() == (0, None)
-
-
-def test_messages_after_the_first_pass_are_not_listed() -> None:
-    scan = Scan({})
-    scan.feed(0, inc("1", "a@x"))
-    assert scan.is_unread(0, inc("1", "a@x"))
-    assert not scan.is_unread(1, inc("2", "a@x"))  # arrived between the passes
-
-
-def test_first_pass_candidates_drop_what_a_later_reply_covers() -> None:
-    scan = Scan({})
-    a1, a2 = inc("1", "a@x"), inc("3", "a@x")
-    scan.feed(0, a1)
-    assert scan.may_be_unread(0, a1)
-    scan.feed(1, out("2", "a@x"))
-    scan.feed(2, a2)
-    assert not scan.may_be_unread(0, a1)  # answered since
-    assert scan.may_be_unread(2, a2)
 
 
 def test_extract_reads_a_mam_result() -> None:

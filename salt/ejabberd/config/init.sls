@@ -66,6 +66,29 @@ ejabberd-config-file-managed:
     - require:
       - pkg: ejabberd-package-installed
 
+{#- Mnesia storage per table for every later start and cluster join (ejabberd reads
+    ejabberd.schema from Mnesia's directory when it starts). No restart on change:
+    ejabberd.storage converts the running node in place, which a restart would do
+    inside ejabberd's start, before the API answers. #}
+{%- set types = ['ram_copies', 'disc_copies', 'disc_only_copies'] %}
+{%- for table, type in ejabberd.mnesia_storage | dictsort %}
+{%-   if type not in types %}
+{{ raise('ejabberd:mnesia_storage:' ~ table ~ ': ' ~ type ~ ' is not one of ' ~ types | join(', ')) }}
+{%-   endif %}
+{%- endfor %}
+ejabberd-config-mnesia-schema:
+  file.managed:
+    - name: {{ ejabberd.spool_dir }}/ejabberd.schema
+    - source: salt://ejabberd/files/ejabberd.schema.jinja
+    - template: jinja
+    - context:
+        ejabberd: {{ {'mnesia_storage': ejabberd.mnesia_storage} | json }}
+    - user: root
+    - group: {{ ejabberd.group }}
+    - mode: '0644'
+    - require:
+      - pkg: ejabberd-package-installed
+
 ejabberd-config-systemd-dropin-plain-service:
   file.managed:
     - name: {{ ejabberd.systemd_dropin }}

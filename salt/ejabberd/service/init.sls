@@ -22,6 +22,7 @@ ejabberd-service-running:
       - cmd: ejabberd-config-systemd-reloaded
       - cmd: ejabberd-service-epmd-socket-rebound
       - cmd: ejabberd-package-daemon-start-unblocked
+      - file: ejabberd-config-mnesia-schema
     - watch:
       - file: ejabberd-config-node-name-and-distribution
       - file: ejabberd-config-erlang-cookie

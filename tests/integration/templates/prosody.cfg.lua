@@ -41,6 +41,7 @@ sql = { driver = "SQLite3", database = "prosody.sqlite" }
 
 default_archive_policy = true -- archive everything
 archive_expires_after = "never"
+max_archive_query_results = 250 -- as the lab deploys (salt/prosody); prosody's default is 50
 
 ssl = { certificate = @CERT@; key = @KEY@ }
 

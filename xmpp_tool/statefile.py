@@ -1,0 +1,67 @@
+"""Where ``unread`` keeps its per-account archive index, and how it is written.
+
+``$XDG_STATE_HOME/xmpp-tool/unread/<account>.json`` (``~/.local/state`` when the
+variable is unset or not absolute): no message bodies, only archive ids, contact
+JIDs and counts; the directory 0700, the file 0600, replaced atomically so that
+two runs for the same account never leave a torn file (the last one wins, and
+either is a valid index).  A missing, unreadable or foreign file is an empty index
+(one full scan); a failure to write only costs the next run a full scan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+from .unread_walk import Index
+
+log = logging.getLogger("xmpp_tool")
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME", "")
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
+    return root / "xmpp-tool" / "unread"
+
+
+def index_path(account: str) -> Path:
+    return state_dir() / (quote(account.lower(), safe="@.-_") + ".json")
+
+
+def load(account: str) -> Index:
+    path = index_path(account)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Index()
+    except (OSError, ValueError) as exc:
+        log.info("archive index %s unreadable (%s): reading the whole archive", path, exc)
+        return Index()
+    if not isinstance(data, dict) or data.get("account") != account.lower():
+        return Index()
+    return Index.from_json(data)
+
+
+def save(account: str, index: Index) -> None:
+    path = index_path(account)
+    data = {"account": account.lower(), **index.to_json()}
+    tmp = None
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".index-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp: mode 0600
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        log.info("archive index not saved (%s): the next run reads the whole archive", exc)
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
