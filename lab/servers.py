@@ -29,9 +29,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # The integration tests' server configs (placeholders filled in per run).
-TEMPLATES = Path(__file__).resolve().parent.parent / "tests" / "integration" / "templates"
+SALT = Path(__file__).resolve().parent.parent / "salt"
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0  # seconds; normal start-up is 1-5 s, the CI machine may be busy
 
@@ -486,20 +487,48 @@ def _piefxis(domain: str, accounts: dict[str, str]) -> str:
     )
 
 
-def _render(template: str, values: dict[str, str]) -> str:
-    text = (TEMPLATES / template).read_text()
-
-    def sub(m: re.Match[str]) -> str:
-        key = m.group(1)
-        if key not in values:
-            raise ServerError(f"template {template}: no value for @{key}@")
-        return values[key]
-
-    return re.sub(r"@([A-Z_]+)@", sub, text)
+def _osfinger() -> str:
+    """Salt's ``osfinger`` grain for this Debian host, e.g. ``Debian-12``."""
+    try:
+        fields = dict(line.split("=", 1) for line in
+                      Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    except OSError:
+        return ""
+    return f"Debian-{fields.get('VERSION_ID', '').strip(chr(34)).split('.')[0]}"
 
 
-def _lua_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Salt's ``defaults.merge``: nested dicts merged, everything else replaced."""
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def formula_config(formula: str, template: str, overrides: dict[str, Any]) -> str:
+    """``salt/<formula>/files/<template>`` rendered as the formula's map.jinja would
+    (defaults < os_family < osfinger of this host < ``overrides`` in place of pillar),
+    so the test servers run the lab's configuration: same modules, same options;
+    only ports, paths, the domain and storage differ (the overrides say which)."""
+    import jinja2
+    import yaml
+
+    params = SALT / formula / "parameters"
+
+    def load(name: str) -> dict[str, Any]:
+        data = yaml.safe_load((params / name).read_text()) or {}
+        return data if isinstance(data, dict) else {}
+
+    values: dict[str, Any] = load("defaults.yaml")["values"]
+    _merge(values, load("os_family.yaml").get("Debian") or {})
+    _merge(values, load("osfinger.yaml").get(_osfinger()) or {})
+    _merge(values, overrides)
+    env = jinja2.Environment(  # noqa: S701 - configuration files, not HTML
+        loader=jinja2.FileSystemLoader(SALT / formula / "files"),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        extensions=["jinja2.ext.do"])
+    return env.get_template(template).render({formula: values})
 
 
 def start_prosody(
@@ -525,24 +554,22 @@ def start_prosody(
                 tls_port = free_port()
             log = workdir / "prosody.log"
             config = workdir / "prosody.cfg.lua"
-            config.write_text(
-                _render(
-                    "prosody.cfg.lua",
-                    {
-                        "DOMAIN": _lua_string(domain),
-                        "HOST": _lua_string(LOOPBACK),
-                        "PORT": str(port),
-                        "TLS_PORT": str(tls_port),
-                        "DATA": _lua_string(str(data)),
-                        "CERTS": _lua_string(str(certs)),
-                        "CERT": _lua_string(str(certs / f"{domain}.crt")),
-                        "KEY": _lua_string(str(certs / f"{domain}.key")),
-                        "LOG": _lua_string(str(log)),
-                        "PIDFILE": _lua_string(str(workdir / "prosody.pid")),
-                        "EXTRA": extra_config,
-                    },
-                )
-            )
+            config.write_text(formula_config("prosody", "prosody.cfg.lua.jinja", {
+                "domain": domain,
+                "interfaces": [LOOPBACK],
+                "c2s_ports": [port],
+                "c2s_direct_tls_ports": [tls_port],
+                "run_as_root": os.geteuid() == 0,  # Debian's prosody refuses root otherwise
+                "pidfile": str(workdir / "prosody.pid"),
+                "data_path": str(data),
+                "log": {"info": str(log), "error": str(workdir / "prosody.err")},
+                # SQLite in the work directory instead of the lab's MariaDB
+                "sql": {"driver": "SQLite3", "database": str(data / "prosody.sqlite"),
+                        "username": "", "password": "", "host": ""},
+                "certificate": str(certs / f"{domain}.crt"),
+                "key": str(certs / f"{domain}.key"),
+                "extra_config": extra_config,
+            }))
             with open(workdir / "stdout.log", "wb") as out:
                 proc = subprocess.Popen(
                     [bins["prosody"], "--config", str(config), "-F"],
@@ -613,29 +640,27 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
             spool, logs = workdir / "spool", workdir / "logs"
             spool.mkdir()
             logs.mkdir()
-            pem = workdir / "server.pem"
             ca.issue(domain, workdir / "server.crt", workdir / "server.key")
-            pem.write_text(
-                (workdir / "server.crt").read_text() + (workdir / "server.key").read_text()
-            )
-            pem.chmod(0o600)
             port, tls_port, dist_port = free_port(), free_port(), free_port()
-            if len({port, tls_port, dist_port}) < 3:
+            admin_port = free_port()
+            if len({port, tls_port, dist_port, admin_port}) < 4:
                 continue
             node = f"xt-test-{os.getpid()}-{attempt}@localhost"
             cookie = secrets.token_hex(16)
-            (workdir / "ejabberd.yml").write_text(
-                _render(
-                    "ejabberd.yml",
-                    {
-                        "DOMAIN": domain,
-                        "HOST": LOOPBACK,
-                        "PORT": str(port),
-                        "TLS_PORT": str(tls_port),
-                        "CERTFILE": str(pem),
-                    },
-                )
-            )
+            (workdir / "ejabberd.yml").write_text(formula_config(
+                "ejabberd", "ejabberd.yml.jinja", {
+                    "domain": domain,
+                    "c2s_ip": LOOPBACK,
+                    "c2s_port": port,
+                    "c2s_direct_tls_port": tls_port,
+                    "admin_port": admin_port,
+                    "certificate": str(workdir / "server.crt"),
+                    "key": str(workdir / "server.key"),
+                    # Tests push 10,000 messages through one connection quickly, and
+                    # a numeric cap makes mod_offline count the queue on every store.
+                    "c2s_shaper": "none",
+                    "max_user_offline_messages": "infinity",
+                }))
             # ejabberdctl sources this file; ERL_DIST_PORT makes every node (server
             # and ctl clients) use a fixed distribution port without epmd, so we
             # never start (or have to kill) a host-wide epmd.
