@@ -33,6 +33,13 @@ def test_python_m_usage_error_is_64_one_line() -> None:
     assert res.stderr.count(b"\n") == 1 and b"Traceback" not in res.stderr
 
 
+def in_fresh_python(code: str, env: dict[str, str] | None = None) -> None:
+    """Run ``code`` (asserts) in a new interpreter: what a fresh process imports."""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, env=env,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stderr.decode()
+
+
 def test_usage_errors_do_not_import_slixmpp() -> None:
     code = (
         "import sys\n"
@@ -42,9 +49,7 @@ def test_usage_errors_do_not_import_slixmpp() -> None:
         "assert 'slixmpp' not in sys.modules\n"
         "assert 'pydantic' not in sys.modules\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT,
-                         timeout=60, check=False)
-    assert res.returncode == 0, res.stderr.decode()
+    in_fresh_python(code)
 
 
 @pytest.mark.parametrize("script", ["xmpp-tool"])
@@ -69,9 +74,7 @@ def test_slixmpp_version_without_importlib_metadata() -> None:
         "want = tuple(int(p) for p in version('slixmpp').split('.')[:3])\n"
         "assert slixmpp.__version_info__ == want, slixmpp.__version_info__\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT,
-                         timeout=60, check=False)
-    assert res.returncode == 0, res.stderr.decode()
+    in_fresh_python(code)
 
 
 def test_send_does_not_import_typer_or_other_heavy_modules(tmp_path: Path) -> None:
@@ -95,9 +98,7 @@ def test_send_does_not_import_typer_or_other_heavy_modules(tmp_path: Path) -> No
     )
     env = {**os.environ, "XMPP_TOOL_PASSWORD": "pw", "HOME": str(tmp_path),
            "XDG_CONFIG_HOME": str(tmp_path / ".config")}  # fmt: skip
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, env=env,
-                         timeout=60, check=False)
-    assert res.returncode == 0, res.stderr.decode()
+    in_fresh_python(code, env)
 
 
 def test_garbage_collector_is_off_during_start_up_only(
