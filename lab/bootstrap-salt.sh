@@ -36,6 +36,13 @@ while [ $# -gt 0 ]; do
 done
 
 log() { echo "bootstrap-salt: $*"; }
+fail() { echo "bootstrap-salt: error: $*" >&2; exit 1; }
+# pip's own reason, one line: its last ERROR line (e.g. "No matching distribution
+# found for salt==3008.9"), else its last line.
+why() {
+  printf '%s\n' "$1" | grep '^ERROR' | tail -n 1 | sed 's/^ERROR: //' | grep . ||
+    printf '%s\n' "$1" | tail -n 1
+}
 export DEBIAN_FRONTEND=noninteractive
 
 apt_updated=0
@@ -91,14 +98,21 @@ else
     log "installing $PINS from the wheelhouse $wheels"
     python3 -m venv --without-pip "$VENV"
     # shellcheck disable=SC2086
-    "$VENV/bin/python" "$pip_wheel/pip" install -q --no-compile --no-index --find-links "$wheels" $PINS
+    if ! out=$("$VENV/bin/python" "$pip_wheel/pip" install -q --no-compile --no-index \
+               --find-links "$wheels" $PINS 2>&1); then
+      rm -rf "$VENV"
+      fail "the wheelhouse $wheels cannot satisfy $PINS ($(why "$out")); rebuild it for these pins: lab/box/wheelhouse.sh SUITE"
+    fi
   else
     log "no wheelhouse for Python $pyver in $wheels: installing $PINS from PyPI (compiles timelib)"
     python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
     apt_install gcc libc6-dev python3-dev
     python3 -m venv "$VENV"
     # shellcheck disable=SC2086
-    "$VENV/bin/pip" install -q --no-compile $PINS
+    if ! out=$("$VENV/bin/pip" install -q --no-compile $PINS 2>&1); then
+      rm -rf "$VENV"
+      fail "pip cannot install $PINS from PyPI ($(why "$out"))"
+    fi
   fi
   echo "$stamp" >"$VENV/.pins"
 fi
