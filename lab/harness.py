@@ -170,8 +170,12 @@ def sh(*args: str, check: bool = True, capture: bool = False,
 # --------------------------------------------------------------------------- rootfs
 
 def all_role_packages() -> list[str]:
-    """Every `pkgs:` item of the formulas' parameters (a YAML block list) that the
-    base rootfs lacks."""
+    """The formulas' packages (:func:`formula_packages`) that the base rootfs lacks."""
+    return sorted(set(formula_packages()) - set(BASE_PACKAGES))
+
+
+def formula_packages() -> list[str]:
+    """Every `pkgs:` item of the formulas' parameters (a YAML block list)."""
     pkgs: set[str] = set()
     for defaults in sorted(FORMULA_PARAMETERS.glob("*/parameters/*.yaml")):
         lines = defaults.read_text().splitlines()
@@ -184,7 +188,7 @@ def all_role_packages() -> list[str]:
                 if not m or len(m.group(1)) <= indent:
                     break
                 pkgs.add(m.group(2))
-    return sorted(pkgs - set(BASE_PACKAGES))
+    return sorted(pkgs)
 
 
 def host_ca_certs() -> list[Path]:

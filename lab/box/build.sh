@@ -2,7 +2,8 @@
 # Build a Debian libvirt Vagrant box locally, for hosts that cannot reach Vagrant
 # Cloud (CI) or want a box whose inputs they can read.
 #
-#   lab/box/build.sh [SUITE]        # SUITE: trixie (default) or bookworm
+#   lab/box/build.sh [SUITE]                     # SUITE: trixie (default) or bookworm
+#   lab/box/build.sh SUITE --preload WHEELHOUSE  # the CI box (see below)
 #
 # Prints the path of the .box file on stdout (everything else goes to stderr).
 # The result is cached under .cache/vagrant-box/ by a hash of every input
@@ -16,6 +17,12 @@
 # user with Vagrant's insecure public key and NOPASSWD sudo, and the host's
 # extra CA certificates (/usr/local/share/ca-certificates) trusted.
 #
+# --preload WHEELHOUSE (the pyX.Y directory lab/box/wheelhouse.sh prints) makes
+# the CI box of the whole-lab vagrant test: lab/bootstrap-salt.sh has already
+# installed the pinned Salt from that wheelhouse (so in the VM it finds it and
+# only configures), and every formula's packages lie in apt's cache (Salt still
+# installs them; nothing is downloaded). The user's box stays the plain one.
+#
 # Disk layout: one MBR partition at a fixed offset (1 MiB) booted by extlinux.
 # The partition is formatted through `losetup -o/--sizelimit`, because the
 # kernels of the machines this runs on lack partition-table support (no
@@ -28,6 +35,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 suite=${1:-${XMPP_LAB_BOX_SUITE:-trixie}}
+preload=
+if [ "${2:-}" = --preload ]; then preload=${3:?--preload needs the wheelhouse directory}; fi
 mirror=${XMPP_LAB_BOX_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${XMPP_LAB_BOX_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 cache=${XMPP_LAB_BOX_CACHE:-$repo/.cache/vagrant-box}
@@ -56,6 +65,16 @@ if [ -z "$insecure_key" ]; then
 fi
 [ -n "$insecure_key" ] && [ -e "$insecure_key" ] || die "Vagrant's insecure public key not found (install vagrant)"
 
+preload_hooks=()
+preload_id=
+if [ -n "$preload" ]; then
+  ls "$preload"/salt-*.whl >/dev/null 2>&1 || die "no Salt wheel in $preload (lab/box/wheelhouse.sh)"
+  role_packages=$(cd "$repo" && python3 -c 'from lab import harness; print(" ".join(harness.formula_packages()))')
+  preload_id="preload $(cd "$preload" && ls | sort | tr '\n' ' ') $role_packages $(cat "$here/preload.sh" "$repo/lab/bootstrap-salt.sh" "$repo/lab/manifest.py" | sha256sum)"
+  preload_hooks=(--skip=cleanup/apt/cache
+    "--customize-hook=sh $here/preload.sh \"\$1\" $repo $preload $role_packages")
+fi
+
 mapfile -t host_cas < <(find /usr/local/share/ca-certificates -type f -name '*.crt' 2>/dev/null | sort)
 
 packages=(
@@ -67,11 +86,12 @@ packages=(
 hash=$(
   {
     cat "$0" "$here/customize.sh"; echo "$suite $mirror $security_mirror $disk_gib ${packages[*]}"
+    echo "$preload_id"
     cat "$insecure_key"
     for c in "${host_cas[@]}"; do cat "$c"; done
   } | sha256sum | cut -c1-16
 )
-dest=$cache/$suite-$hash
+dest=$cache/$suite${preload:+-ci}-$hash
 box=$dest/debian-$suite-libvirt.box
 if [ -s "$box" ]; then
   log "cached: $box"
@@ -114,6 +134,7 @@ mmdebstrap --mode=root --variant=minbase --quiet --skip=cleanup/apt/lists \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --customize-hook="$ca_hook" \
   --customize-hook="sh $here/customize.sh \"\$1\" $uuid $insecure_key" \
+  "${preload_hooks[@]}" \
   "$suite" "$work/mnt" \
   "deb $mirror $suite main" \
   "deb $mirror $suite-updates main" \
@@ -145,13 +166,24 @@ virtual_size=$disk_gib
 cat >"$work/box/metadata.json" <<EOF
 {"provider": "libvirt", "format": "qcow2", "virtual_size": $virtual_size}
 EOF
-cat >"$work/box/Vagrantfile" <<'EOF'
+ci_settings=
+if [ -n "$preload" ]; then
+  # The CI box's throwaway VMs: keep Vagrant's insecure key (replacing it costs
+  # ~40 s of SSH round trips per VM under emulation) and let the host ignore the
+  # guests' disk flushes (dpkg and MariaDB flush a lot).
+  ci_settings='  config.ssh.insert_key = false
+  config.vm.provider :libvirt do |libvirt|
+    libvirt.disk_driver :cache => "unsafe"
+  end'
+fi
+cat >"$work/box/Vagrantfile" <<EOF
 # Built by xmpp-tool's lab/box/build.sh. The lab's Vagrantfile sets the rest.
 Vagrant.configure("2") do |config|
   config.vm.provider :libvirt do |libvirt|
     libvirt.disk_bus = "virtio"
     libvirt.nic_model_type = "virtio"
   end
+$ci_settings
 end
 EOF
 tar -C "$work/box" -cf "$work/out.box" metadata.json Vagrantfile box.img
