@@ -31,6 +31,7 @@ Exit codes: 0 ok, 64 usage, 65 bad input file, 69 openssl missing or failing,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -133,13 +134,19 @@ def make_ca() -> tuple[str, str]:
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write atomically with the final mode from the start (never world-readable)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """Write atomically with the final mode from the start (never world-readable).
+    The temporary name is unique: parallel `vagrant provision NAME` runs each run
+    this script over the same state directory."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def get(data: dict[str, Any], *keys: str) -> Any:
