@@ -6,6 +6,21 @@
 {%- set lab = salt['pillar.get']('lab', {}) %}
 {%- set hosts = lab.get('hosts', {}) %}
 {%- set entries = lab.get('entries', {}) %}
+{%- set me = grains['id'] %}
+
+{#- The machine is named after its minion id (ejabberd's node name is
+    ejabberd@<machine>; Vagrant does not set it, see the Vagrantfile). #}
+lab-hostname-file-says-{{ me }}:
+  file.managed:
+    - name: /etc/hostname
+    - contents: {{ me }}
+
+lab-hostname-is-{{ me }}:
+  cmd.run:
+    - name: hostname {{ me }}
+    - unless: test "$(hostname)" = {{ me }}
+    - require:
+      - file: lab-hostname-file-says-{{ me }}
 {%- for name, address in hosts | dictsort %}
 
 lab-hosts-{{ name }}-resolves-to-{{ address }}:
