@@ -45,8 +45,9 @@ def rootfs_builds(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[P
     releases: set[str] = set()
     for item in request.session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "lab" in params:
-            releases.add(params["lab"])
+        for key in ("lab", "release"):  # the lab fixture's, test_bootstrap's
+            if key in params:
+                releases.add(params[key])
     with ThreadPoolExecutor(max_workers=len(harness.RELEASES)) as pool:
         yield {r: pool.submit(harness.build_rootfs, r)
                for r in harness.RELEASES if r in releases}
