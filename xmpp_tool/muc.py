@@ -59,11 +59,47 @@ async def _check_room(session: Session, room: Any) -> bool:
     return PASSWORD_FEATURE in features
 
 
+async def _join(session: Session, room: Any, nick: str, password: str | None) -> None:
+    """Join with no history (maxstanzas=0); a presence error -> RoomRefused.
+
+    (slixmpp 1.17 bug: xep_0045 recognises a join's presence error only if it
+    carries the <x xmlns='http://jabber.org/protocol/muc'/> child, which prosody's
+    errors do not, so ``join_muc_wait`` would wait until its timeout.  The
+    generic ``presence_error`` event from the room is watched as well.)
+    """
+    from slixmpp.exceptions import PresenceError
+
+    client = session.client
+    refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def on_error(pres: Any) -> None:
+        if pres["from"].bare == room.bare and not refused.done():
+            refused.set_result(pres)
+
+    client.add_event_handler("presence_error", on_error)
+    joining = asyncio.ensure_future(client.plugin["xep_0045"].join_muc_wait(
+        room, nick, password=password, maxstanzas=0, timeout=session.settings.timeout))
+    try:
+        await asyncio.wait({joining, refused}, return_when=asyncio.FIRST_COMPLETED)
+        if not joining.done():
+            joining.cancel()
+            raise RoomRefused(f"cannot join: {errors.describe(refused.result()['error'])}")
+        try:
+            joining.result()
+        except PresenceError as exc:
+            raise RoomRefused(
+                f"cannot join: {errors.describe(exc.presence['error'])}") from None
+        except TimeoutError:
+            raise errors.tempfail(f"joining {room}: no answer from the room") from None
+    finally:
+        client.del_event_handler("presence_error", on_error)
+        if not joining.done():
+            joining.cancel()
+
+
 async def _send_one(
     session: Session, room: Any, msg: Message, nick: str, password: str | None, outcome: Outcome
 ) -> None:
-    from slixmpp.exceptions import PresenceError
-
     client = session.client
     muc = client.plugin["xep_0045"]
     loop = asyncio.get_running_loop()
@@ -73,16 +109,7 @@ async def _send_one(
 
         raise RoomRefused(f"the room is password-protected: set {ROOM_PASSWORD_ENV}")
     log.info("joining %s as %s", room, nick)
-    try:
-        await session.guard(
-            muc.join_muc_wait(room, nick, password=password, maxstanzas=0,
-                              timeout=session.settings.timeout),
-            f"joining {room}",
-        )  # fmt: skip
-    except PresenceError as exc:
-        raise RoomRefused(f"cannot join: {errors.describe(exc.presence['error'])}") from None
-    except TimeoutError:
-        raise errors.tempfail(f"joining {room}: no answer from the room") from None
+    await session.guard(_join(session, room, nick, password), f"joining {room}")
     joined_nick = muc.our_nicks.get(None, {}).get(room, nick)
     try:
         stanza = client.make_message(mto=room, mbody=msg.body, mtype="groupchat")
