@@ -36,11 +36,12 @@ async def _configure(owner: Peer, room: str, fields: dict[str, Any]) -> None:
     ejabberd also has a passwordprotectedroom switch)."""
     muc = owner.plugin["xep_0045"]
     if not fields:
-        await muc.set_room_config(JID(room), Form(), timeout=10)
+        empty: Any = Form()  # type: ignore[no-untyped-call]  # slixmpp is untyped here
+        await muc.set_room_config(JID(room), empty, timeout=10)
         return
-    form = await muc.get_room_config(JID(room), timeout=10)
+    form: Any = await muc.get_room_config(JID(room), timeout=10)
     known = form.get_fields()
-    submit = Form()
+    submit: Any = Form()  # type: ignore[no-untyped-call]
     submit.add_field(var="FORM_TYPE", ftype="hidden",
                      value="http://jabber.org/protocol/muc#roomconfig")  # fmt: skip
     for var, value in fields.items():
@@ -129,7 +130,7 @@ def test_room_that_does_not_exist_is_76_and_is_not_created(xmpp_server: Any) -> 
     async def action(owner: Peer, got: list[Any]) -> Any:
         res = await _cli(server, alice, apw, "send", "-g", room, "anyone?")
         try:
-            await owner.plugin["xep_0030"].get_info(jid=room, timeout=10)
+            await owner.plugin["xep_0030"].get_info(jid=JID(room), timeout=10)
             exists = True
         except IqError:
             exists = False
