@@ -171,3 +171,43 @@ def test_room_password_never_from_argv() -> None:
     group = cli._click_command()
     params = group.commands["send"].get_params(group.make_context("xmpp-tool", ["unread"]))
     assert not any("password" in (p.name or "") for p in params)
+
+
+def test_upload_tls_is_the_sessions(tmp_path: Path) -> None:
+    """The PUT is verified like the XMPP stream: CA file / system store with the
+    host name checked, or the account's SHA-256 pin."""
+    import ssl
+
+    import aiohttp
+
+    from xmpp_tool.config import Settings
+    from xmpp_tool.upload import Upload
+
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    pin = "ab" * 32
+    pinned = Upload.open(str(f), Settings(jid="a@x.org", fingerprint=pin))._ssl()
+    assert isinstance(pinned, aiohttp.Fingerprint) and pinned.fingerprint == bytes.fromhex(pin)
+    plain = Upload.open(str(f), Settings(jid="a@x.org"))._ssl()
+    assert isinstance(plain, ssl.SSLContext)
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+
+
+def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import os
+    import sys
+
+    from xmpp_tool.upload import progress_wanted
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not progress_wanted(quiet=False)
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as tty:
+            monkeypatch.setattr(sys, "stderr", tty)
+            assert progress_wanted(quiet=False)
+            assert not progress_wanted(quiet=True)
+    finally:
+        os.close(master)
+        os.close(slave)
