@@ -262,13 +262,16 @@ def send_command(
     ] = None,
     operands: Annotated[
         list[str] | None,
-        typer.Argument(metavar="RECIPIENT [MESSAGE|-] | RECIPIENT...", show_default=False),
+        typer.Argument(metavar="RECIPIENT [MESSAGE|-] | RECIPIENT", show_default=False,
+                       help="Without -m and -F: one recipient and the message (- or "
+                            "absent: standard input); with -m or -F: the recipients."),
     ] = None,
 ) -> None:
     """Send a message to each RECIPIENT's bare JID (or room with -g) over one login;
     exit 0 only once the server has acknowledged every one (a room: once it has
     reflected the message).  Without -m or -F: one RECIPIENT, and the body is
-    MESSAGE, or standard input if MESSAGE is absent or -."""
+    MESSAGE, or standard input if MESSAGE is absent or -.  A room's password comes
+    from the environment variable XMPP_TOOL_ROOM_PASSWORD, never the command line."""
     ctx.obj["request"] = send_request(
         ctx.obj["opts"], list(operands or ()), message=message, file=file, mtype=mtype,
         subject=subject, groupchat=groupchat, nick=nick,
