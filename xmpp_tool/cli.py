@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, TextIO
 
-from . import __version__, errors, fastargs
+from . import __version__, completion, errors, fastargs
 from .config import CliOptions
 from .errors import EXIT_CODES, Exit, ToolError
 
@@ -243,7 +243,7 @@ def send_command(
     ] = None,
     mtype: Annotated[
         str | None,
-        typer.Option("-T", "--type", metavar="TYPE",
+        typer.Option("-T", "--type", metavar="TYPE", autocompletion=completion.complete_type,
                      help="Message type: chat (default), normal or headline."),
     ] = None,
     subject: Annotated[
@@ -390,6 +390,8 @@ def _click_command() -> Any:
         typer_app = app.build()
         _skip_pydantic()
         _command = typer.main.get_command(typer_app)
+        if completion.requested():
+            completion.enable(_command)
     return _command
 
 
@@ -399,7 +401,7 @@ def parse(argv: list[str]) -> Request | int:
     Returns the request, or an exit status when Typer already handled everything
     (``--help``, ``--version``).  Raises :class:`ToolError` (64) on usage errors.
     """
-    fast = fastargs.parse_send(argv)
+    fast = None if completion.requested() else fastargs.parse_send(argv)
     if fast is not None:
         values, recipient, message = fast
         return SendRequest(cli_options(**values), (recipient,), message)  # type: ignore[arg-type]
