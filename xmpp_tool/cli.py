@@ -271,7 +271,8 @@ def send_command(
     exit 0 only once the server has acknowledged every one (a room: once it has
     reflected the message).  Without -m or -F: one RECIPIENT, and the body is
     MESSAGE, or standard input if MESSAGE is absent or -.  A room's password comes
-    from the environment variable XMPP_TOOL_ROOM_PASSWORD, never the command line."""
+    from the environment variable XMPP_TOOL_ROOM_PASSWORD or the account's
+    room_password_command/room_password_file, never the command line."""
     ctx.obj["request"] = send_request(
         ctx.obj["opts"], list(operands or ()), message=message, file=file, mtype=mtype,
         subject=subject, groupchat=groupchat, nick=nick,

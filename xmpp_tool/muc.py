@@ -107,7 +107,8 @@ async def _send_one(
     if protected and password is None:
         from .send import ROOM_PASSWORD_ENV
 
-        raise RoomRefused(f"the room is password-protected: set {ROOM_PASSWORD_ENV}")
+        raise RoomRefused(f"the room is password-protected: set {ROOM_PASSWORD_ENV} or "
+                          "the account's room_password_command/room_password_file")
     log.info("joining %s as %s", room, nick)
     await session.guard(_join(session, room, nick, password), f"joining {room}")
     joined_nick = muc.our_nicks.get(None, {}).get(room, nick)

@@ -232,10 +232,26 @@ def report(outcomes: list[Outcome], stdout: BinaryIO | None) -> None:
     )
 
 
-def room_password(env: dict[str, str] | None = None) -> str | None:
-    """The rooms' password: environment only, like the account's (never argv)."""
+def room_password(settings: Settings, env: dict[str, str] | None = None) -> str | None:
+    """The rooms' password, never from argv: environment ``XMPP_TOOL_ROOM_PASSWORD``,
+    else the account's ``room_password_command`` or ``room_password_file`` (read
+    like ``password_command``/``password_file``); None if there is none."""
     env = dict(os.environ) if env is None else env
-    return env.get(ROOM_PASSWORD_ENV) or None
+    value = env.get(ROOM_PASSWORD_ENV)
+    if value:
+        return value
+    if settings.room_password_command is None and settings.room_password_file is None:
+        return None
+    from dataclasses import replace
+
+    only_room = replace(settings, password_command=settings.room_password_command,
+                        password_file=settings.room_password_file, inline_password=None)
+    try:
+        secret, source = password.get_password(only_room, {}, have_tty=lambda: False)
+    except errors.ToolError as exc:
+        raise errors.config(f"room password: {exc.message}") from None
+    log.info("room password from room_%s", source)
+    return secret
 
 
 def send(
@@ -258,6 +274,8 @@ def send(
     if groupchat:
         plugins += [p for p in MUC_PLUGINS if p not in plugins]
 
+    room_secret = room_password(settings) if groupchat else None
+
     async def main() -> list[Outcome]:
         session = Session(
             settings,
@@ -278,7 +296,7 @@ def send(
                 from . import muc
 
                 outcomes = await muc.send_rooms(session, recipients, message,
-                                                nick or session.jid.user, room_password())
+                                                nick or session.jid.user, room_secret)
             else:
                 outcomes = await send_direct(session, recipients, message)
             if message.url is not None:

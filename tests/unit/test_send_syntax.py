@@ -165,9 +165,22 @@ def test_report_of_several_outcomes() -> None:
     send.report([send.Outcome("a@x.org", ok=True)], None)  # all sent: no error
 
 
-def test_room_password_never_from_argv() -> None:
-    assert send.room_password({"XMPP_TOOL_ROOM_PASSWORD": "s"}) == "s"
-    assert send.room_password({}) is None
+def test_room_password_never_from_argv(tmp_path: Path) -> None:
+    from xmpp_tool.config import Settings
+
+    plain = Settings(jid="a@x.org", password_command="echo account-password")  # noqa: S106
+    assert send.room_password(plain, {"XMPP_TOOL_ROOM_PASSWORD": "s"}) == "s"
+    assert send.room_password(plain, {}) is None  # never the account's password
+    secret = tmp_path / "room.secret"
+    secret.write_text("from-file\n")
+    assert send.room_password(Settings(jid="a@x.org", room_password_file=secret), {}) == (
+        "from-file")
+    cmd = Settings(jid="a@x.org", room_password_command="printf 'from-cmd\\n'")  # noqa: S106
+    assert send.room_password(cmd, {}) == "from-cmd"
+    assert send.room_password(cmd, {"XMPP_TOOL_ROOM_PASSWORD": "env"}) == "env"
+    with pytest.raises(ToolError) as info:
+        send.room_password(Settings(jid="a@x.org", room_password_file=tmp_path / "no"), {})
+    assert info.value.code == Exit.CONFIG and info.value.message.startswith("room password:")
     group = cli._click_command()
     params = group.commands["send"].get_params(group.make_context("xmpp-tool", ["unread"]))
     assert not any("password" in (p.name or "") for p in params)
