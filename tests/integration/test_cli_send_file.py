@@ -7,6 +7,7 @@ refused before anything is sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -25,8 +26,22 @@ def fetch(url: str, cafile: Path) -> bytes:
 
 
 def upload_limit(server: Any) -> int:
-    """The integration servers' upload size limit (the lab templates' value)."""
-    return int(getattr(server, "upload_max_bytes", 0) or 20 * 1024 * 1024)
+    """The upload service's ``max-file-size``, as its disco#info announces it."""
+    from slixmpp import JID
+
+    from lab.slixpeer import peer_for
+    from xmpp_tool.upload import max_file_size
+
+    async def main() -> int | None:
+        user, password = new_user(server, "disco")
+        async with peer_for(server, user.split("@")[0], password) as peer:
+            info = await peer.plugin["xep_0030"].get_info(jid=JID(server.upload_domain),
+                                                          timeout=10)  # fmt: skip
+        return max_file_size(info)
+
+    limit = asyncio.run(main())
+    assert limit is not None and limit > 0
+    return limit
 
 
 def test_file_reaches_recipients_and_downloads_the_same(xmpp_server: Any, tmp_path: Path) -> None:

@@ -21,13 +21,8 @@ from test_cli_send import new_user, one_line, xt
 from lab.slixpeer import Peer, peer_for
 
 
-def muc_domain(server: Any) -> str:
-    """The MUC service of a test server (the lab templates' component)."""
-    return str(getattr(server, "muc_domain", None) or f"conference.{server.domain}")
-
-
 def new_room(server: Any) -> str:
-    return f"room{uuid.uuid4().hex[:10]}@{muc_domain(server)}"
+    return str(server.room(f"room{uuid.uuid4().hex[:10]}"))
 
 
 async def _configure(owner: Peer, room: str, fields: dict[str, Any]) -> None:
@@ -61,7 +56,6 @@ def with_room(
     async def main() -> Any:
         user, password = new_user(server, "owner")
         owner = peer_for(server, user.split("@")[0], password)
-        owner.register_plugin("xep_0045")
         got: list[Any] = []
         owner.add_event_handler("groupchat_message", got.append)
         async with owner:
