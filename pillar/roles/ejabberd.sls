@@ -6,6 +6,12 @@
 {%- from 'lab/map.jinja' import lab, me, tls with context %}
 {%- set domain = lab.domains.ejabberd %}
 {%- set members = lab.cluster.get(me.get('cluster'), []) %}
+{#- Where clients reach this node's upload listener: the service's entry (lb) on this
+    node's own port there, or this node itself when it is the entry. #}
+{%- set entry = lab.entries.ejabberd %}
+{%- set upload_address = lab.hosts.get(entry, me.get('address', '127.0.0.1')) %}
+{%- set upload_port = lab.upload.node_port if entry == grains['id']
+                      else lab.upload.lb_ports.get(grains['id'], lab.upload.node_port) %}
 roles:
   - ejabberd
 labtls:
@@ -14,8 +20,11 @@ labtls:
   key_group: {{ tls.key_group }}
   certificates:
     {{ domain }}:
-      # The nodes share the domain; each also answers to its machine name.
-      names: [{{ domain }}, {{ grains['id'] }}]
+      # The nodes share the domain; each also answers to its machine name; MUC and
+      # upload services; the address upload URLs name (clients on the host have no
+      # DNS for the lab's names).
+      names: [{{ domain }}, conference.{{ domain }}, upload.{{ domain }}, {{ grains['id'] }}]
+      ips: [{{ upload_address }}]
 ejabberd:
   domain: {{ domain }}
   node: ejabberd@{{ grains['id'] }}
@@ -29,3 +38,9 @@ ejabberd:
     - labtls.certificates
   # haproxy (send-proxy) is in front.
   proxy_protocol: true
+  # Group chats at conference.<domain> (formula defaults). Uploads: files stay on the
+  # node that issued the slot, so its URLs name its own port on lb, which forwards
+  # only to this node.
+  upload:
+    port: {{ lab.upload.node_port }}
+    put_url: https://{{ upload_address }}:{{ upload_port }}/upload
