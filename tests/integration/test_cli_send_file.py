@@ -77,3 +77,28 @@ def test_oversize_file_is_refused_before_anything_is_sent(xmpp_server: Any,
     assert "more than" in line and "nothing sent" in line
     assert res.stdout == ""
     assert unread_json(server, bob, bpw) == []
+
+
+def test_file_to_a_room_with_oob(xmpp_server: Any, tmp_path: Path) -> None:
+    """-g -F: the room's occupants get the URL as body and as XEP-0066 OOB."""
+    from test_cli_send_muc import new_room, wait_for_messages, with_room
+
+    server = xmpp_server
+    alice, apw = new_user(server, "alice")
+    room = new_room(server)
+    payload = os.urandom(64 * 1024)
+    path = tmp_path / "shot.png"
+    path.write_bytes(payload)
+
+    async def action(owner: Any, got: list[Any]) -> Any:
+        res = await asyncio.to_thread(xt, server, alice, apw, "send", "-g", "-F", str(path), room)
+        await wait_for_messages(got, 1)
+        oob = [m.xml.find("{jabber:x:oob}x/{jabber:x:oob}url") for m in got]
+        return res, [(m["body"], o.text if o is not None else None) for m, o in zip(got, oob,
+                                                                                     strict=True)]
+
+    res, seen = with_room(server, room, {}, action)
+    assert res.returncode == 0, res.stderr
+    ((body, oob_url),) = seen
+    assert body == oob_url and body.startswith("https://")
+    assert fetch(body, server.cafile) == payload

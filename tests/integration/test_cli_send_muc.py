@@ -72,7 +72,7 @@ async def _cli(server: Any, *args: str, env: dict[str, str] | None = None) -> An
     return await asyncio.to_thread(lambda: xt(server, *args, env=env))
 
 
-async def _wait_for(got: list[Any], count: int) -> None:
+async def wait_for_messages(got: list[Any], count: int) -> None:
     for _ in range(100):
         if len(got) >= count:
             return
@@ -86,7 +86,7 @@ def test_groupchat_reaches_the_room(xmpp_server: Any) -> None:
 
     async def action(owner: Peer, got: list[Any]) -> Any:
         res = await _cli(server, alice, apw, "-J", "send", "-g", room, "hello room ✓")
-        await _wait_for(got, 1)
+        await wait_for_messages(got, 1)
         return res, [(m["from"].resource, m["body"], m["type"]) for m in got]
 
     res, seen = with_room(server, room, {}, action)
@@ -104,7 +104,7 @@ def test_nick_option_and_several_rooms(xmpp_server: Any) -> None:
     async def action(owner: Peer, got: list[Any]) -> Any:
         res = await _cli(server, alice, apw, "-J", "send", "-g", "-N", "ci-bot", "-m", "build ok",
                          room, missing)  # fmt: skip
-        await _wait_for(got, 1)
+        await wait_for_messages(got, 1)
         return res, [(m["from"].resource, m["body"]) for m in got]
 
     res, seen = with_room(server, room, {}, action)
@@ -177,7 +177,7 @@ def test_password_protected_room(xmpp_server: Any) -> None:
                            env={"XMPP_TOOL_ROOM_PASSWORD": "wrong"})  # fmt: skip
         right = await _cli(server, alice, apw, "send", "-g", room, "right",
                            env={"XMPP_TOOL_ROOM_PASSWORD": secret})  # fmt: skip
-        await _wait_for(got, 1)
+        await wait_for_messages(got, 1)
         return none, wrong, right, [m["body"] for m in got]
 
     none, wrong, right, bodies = with_room(server, room, config, action)
