@@ -40,7 +40,14 @@ def summary(xs: list[float]) -> str:
             f"max {max(xs) * 1000:.0f}, n={len(xs)})")  # fmt: skip
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m bench.send_features",
+        description="Time xmpp-tool send to 1 and to 10 recipients and a 10 MiB send -F "
+        "against the integration servers on loopback (needs root for ejabberd).",
+    ).parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="xt-bench-send-"))
     try:
         ca = lab_servers.TestCA.create(work)
