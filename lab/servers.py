@@ -282,15 +282,20 @@ class TestCA:
         )  # fmt: skip
         key.chmod(0o600)
 
-    def issue(self, domain: str, crt: Path, key: Path) -> None:
-        """A server certificate for ``domain`` (as subjectAltName), signed by this CA.
+    def issue(
+        self, domain: str, crt: Path, key: Path, *, names: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+    ) -> None:
+        """A server certificate for ``domain`` (as subjectAltName, plus ``names`` and the
+        addresses ``ips``), signed by this CA.
 
         Has the extensions Python 3.13's strict verification requires (AKI, SKI, EKU).
         """
         csr = crt.with_suffix(".csr")
         ext = crt.with_suffix(".ext")
+        sans = [f"DNS:{n}" for n in (domain, *names)] + [f"IP:{a}" for a in ips]
         ext.write_text(
-            f"subjectAltName=DNS:{domain}\n"
+            f"subjectAltName={','.join(sans)}\n"
             "basicConstraints=critical,CA:FALSE\n"
             "keyUsage=critical,digitalSignature,keyEncipherment\n"
             "extendedKeyUsage=serverAuth\n"
@@ -330,9 +335,19 @@ class XmppServer:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
     startup_seconds: float = field(default=0.0, compare=False)
     watchdog: _Watchdog | None = field(default=None, repr=False, compare=False)
+    # Group chats (XEP-0045) and HTTP File Upload (XEP-0363), as the lab serves them:
+    # the MUC service, the upload service and its HTTPS port on ``host`` (the upload
+    # URLs name ``host``, which the certificate has as IP subjectAltName).
+    muc_domain: str = ""
+    upload_domain: str = ""
+    upload_port: int = 0
 
     def jid(self, user: str) -> str:
         return f"{user}@{self.domain}"
+
+    def room(self, name: str) -> str:
+        """The bare JID of room ``name`` on this server's MUC service."""
+        return f"{name}@{self.muc_domain}"
 
     @property
     def server(self) -> str:
@@ -548,10 +563,12 @@ def start_prosody(
             certs = workdir / "certs"
             data.mkdir()
             certs.mkdir()
-            ca.issue(domain, certs / f"{domain}.crt", certs / f"{domain}.key")
-            port, tls_port = free_port(), free_port()
-            while tls_port == port:
-                tls_port = free_port()
+            muc_domain, upload_domain = f"conference.{domain}", f"upload.{domain}"
+            ca.issue(domain, certs / f"{domain}.crt", certs / f"{domain}.key",
+                     names=(muc_domain, upload_domain), ips=(LOOPBACK,))  # fmt: skip
+            port, tls_port, https_port = free_port(), free_port(), free_port()
+            if len({port, tls_port, https_port}) < 3:
+                continue
             log = workdir / "prosody.log"
             config = workdir / "prosody.cfg.lua"
             config.write_text(formula_config("prosody", "prosody.cfg.lua.jinja", {
@@ -569,6 +586,8 @@ def start_prosody(
                 "certificate": str(certs / f"{domain}.crt"),
                 "key": str(certs / f"{domain}.key"),
                 "extra_config": extra_config,
+                "upload": {"https_ports": [https_port], "https_interfaces": [LOOPBACK],
+                           "external_url": f"https://{LOOPBACK}:{https_port}/"},
             }))
             with open(workdir / "stdout.log", "wb") as out:
                 proc = subprocess.Popen(
@@ -593,6 +612,9 @@ def start_prosody(
                 config=config,
                 prosodyctl=bins["prosodyctl"],
                 watchdog=_Watchdog(proc.pid, workdir),
+                muc_domain=muc_domain,
+                upload_domain=upload_domain,
+                upload_port=https_port,
             )
             try:
                 _wait_ready(proc, LOOPBACK, domain, port, tls_port, ca.cafile, log, "prosody")
@@ -640,10 +662,12 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
             spool, logs = workdir / "spool", workdir / "logs"
             spool.mkdir()
             logs.mkdir()
-            ca.issue(domain, workdir / "server.crt", workdir / "server.key")
+            muc_domain, upload_domain = f"conference.{domain}", f"upload.{domain}"
+            ca.issue(domain, workdir / "server.crt", workdir / "server.key",
+                     names=(muc_domain, upload_domain), ips=(LOOPBACK,))  # fmt: skip
             port, tls_port, dist_port = free_port(), free_port(), free_port()
-            admin_port = free_port()
-            if len({port, tls_port, dist_port, admin_port}) < 4:
+            admin_port, https_port = free_port(), free_port()
+            if len({port, tls_port, dist_port, admin_port, https_port}) < 5:
                 continue
             node = f"xt-test-{os.getpid()}-{attempt}@localhost"
             cookie = secrets.token_hex(16)
@@ -660,6 +684,9 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
                     # a numeric cap makes mod_offline count the queue on every store.
                     "c2s_shaper": "none",
                     "max_user_offline_messages": "infinity",
+                    "upload": {"port": https_port,
+                               "put_url": f"https://{LOOPBACK}:{https_port}/upload",
+                               "docroot": str(workdir / "upload")},
                 }))
             # ejabberdctl sources this file; ERL_DIST_PORT makes every node (server
             # and ctl clients) use a fixed distribution port without epmd, so we
@@ -730,6 +757,9 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
                 run_user=run_user,
                 ctl_env=env,
                 watchdog=_Watchdog(proc.pid, workdir),
+                muc_domain=muc_domain,
+                upload_domain=upload_domain,
+                upload_port=https_port,
             )
             try:
                 _wait_ready(proc, LOOPBACK, domain, port, tls_port, ca.cafile, log, "ejabberd")
@@ -839,6 +869,7 @@ def _serve(kinds: list[str], seconds: float | None) -> int:
         for s in servers.values():
             print(
                 f"{s.kind}: domain={s.domain} starttls={s.server} direct_tls={s.tls_server} "
+                f"muc={s.muc_domain} upload={s.upload_domain} https={s.host}:{s.upload_port} "
                 f"cafile={s.cafile} started in {s.startup_seconds:.2f}s",
                 flush=True,
             )

@@ -23,9 +23,11 @@ from slixmpp import JID
 from slixmpp.plugins.xep_0004 import Form
 
 MDS_NODE = "urn:xmpp:mds:displayed:0"
+UPLOAD_NS = "urn:xmpp:http:upload:0"  # XEP-0363 (slixmpp's plugin needs aiohttp)
 
 PLUGINS = (
     "xep_0030",  # disco
+    "xep_0045",  # MUC
     "xep_0059",  # RSM
     "xep_0060",  # pubsub
     "xep_0163",  # PEP
@@ -83,6 +85,8 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("stanza_acked", self._on_acked)
         self._session = False
         self._sm = False
+        self._groupchat: dict[str, asyncio.Queue[tuple[str, str]]] = {}
+        self._self_status: dict[str, set[str]] = {}
 
     # ----------------------------------------------------------------- events
 
@@ -207,6 +211,88 @@ class Peer(slixmpp.ClientXMPP):
             self.request_ack()
             await asyncio.wait_for(asyncio.gather(*pending), self._timeout * 3)
         return count
+
+    # ------------------------------------------------------------ XEP-0045
+
+    async def join_room(self, room: str, nick: str) -> None:
+        """Join ``room`` (no history); a room this join created is unlocked as an
+        instant room (XEP-0045 10.1.2), so that others can join it.  Joining sends
+        directed presence to the room only (no broadcast, no offline flood)."""
+        muc: Any = self.plugin["xep_0045"]
+        self._groupchat.setdefault(room, asyncio.Queue())
+        self.add_event_handler(f"muc::{room}::message", self._on_groupchat)
+        self.add_event_handler(f"muc::{room}::self-presence", self._on_self_presence)
+        await muc.join_muc_wait(JID(room), nick, maxstanzas=0, timeout=self._timeout)
+        if "201" in self._self_status.get(room, set()):
+            form: Any = Form()  # type: ignore[no-untyped-call]
+            form["type"] = "submit"
+            await muc.set_room_config(JID(room), form, timeout=self._timeout)
+
+    def _on_self_presence(self, pres: Any) -> None:
+        codes = {str(code) for code in pres["muc"]["status_codes"]}
+        self._self_status[str(pres["from"].bare)] = codes
+
+    def _on_groupchat(self, msg: Any) -> None:
+        if msg["body"]:
+            self._groupchat.setdefault(str(msg["from"].bare), asyncio.Queue()).put_nowait(
+                (str(msg["from"].resource), str(msg["body"]))
+            )
+
+    async def send_groupchat(self, room: str, body: str) -> None:
+        """Send ``body`` to the room (we must have joined) and wait until the room
+        reflects it back to us (the MUC's acknowledgement)."""
+        msg = self.make_message(mto=JID(room), mbody=body, mtype="groupchat")
+        msg["id"] = self.new_id()
+        msg.send()
+        while True:
+            _nick, got = await self.next_groupchat(room)
+            if got == body:
+                return
+
+    async def next_groupchat(self, room: str) -> tuple[str, str]:
+        """(nick, body) of the next groupchat message from ``room`` (joined)."""
+        queue = self._groupchat.setdefault(room, asyncio.Queue())
+        return await asyncio.wait_for(queue.get(), self._timeout)
+
+    async def leave_room(self, room: str, nick: str) -> None:
+        self.plugin["xep_0045"].leave_muc(JID(room), nick)
+
+    # ------------------------------------------------------------ XEP-0363
+
+    async def upload_service(self) -> tuple[str, int]:
+        """(JID, max-file-size in bytes or 0) of the domain's XEP-0363 service,
+        found by disco#items + disco#info on our domain."""
+        disco: Any = self.plugin["xep_0030"]
+        items = await disco.get_items(jid=self.boundjid.domain, timeout=self._timeout)
+        for item_jid, _node, _name in items["disco_items"]["items"]:
+            info = await disco.get_info(jid=item_jid, timeout=self._timeout)
+            if UPLOAD_NS not in info["disco_info"]["features"]:
+                continue
+            size = 0
+            for field in info.xml.iter("{jabber:x:data}field"):
+                value = field.find("{jabber:x:data}value")
+                if field.get("var") == "max-file-size" and value is not None and value.text:
+                    size = int(value.text)
+            return str(item_jid), size
+        raise PeerError(f"no {UPLOAD_NS} service on {self.boundjid.domain}")
+
+    async def upload_slot(
+        self, service: str, filename: str, size: int, content_type: str
+    ) -> tuple[str, dict[str, str], str]:
+        """Ask ``service`` for a slot: (PUT URL, headers to send with the PUT, GET URL)."""
+        from xml.etree import ElementTree as ET
+
+        iq: Any = self.make_iq_get(ito=JID(service))
+        iq.append(ET.Element(f"{{{UPLOAD_NS}}}request", {
+            "filename": filename, "size": str(size), "content-type": content_type}))  # fmt: skip
+        result = await iq.send(timeout=self._timeout)
+        slot = result.xml.find(f"{{{UPLOAD_NS}}}slot")
+        put = slot.find(f"{{{UPLOAD_NS}}}put") if slot is not None else None
+        get = slot.find(f"{{{UPLOAD_NS}}}get") if slot is not None else None
+        if put is None or get is None:
+            raise PeerError(f"no slot in the answer of {service}")
+        headers = {h.get("name", ""): h.text or "" for h in put.iter(f"{{{UPLOAD_NS}}}header")}
+        return put.get("url", ""), headers, get.get("url", "")
 
     async def set_archiving(self, default: str) -> None:
         """XEP-0313 preferences: ``always``, ``roster`` or ``never`` (slixmpp 1.17

@@ -267,6 +267,13 @@ def test_prosody_release_differences(
         assert "\nmax_archive_query_results = 250\n" in cfg  # xmpp-tool's MAM page
         assert 'storage = "sql"' in cfg and 'driver = "MySQL";' in cfg
         assert 'VirtualHost "prosody.test"' in cfg
+        # MUC for local accounts; upload over HTTPS only, URLs on the machine's address.
+        assert 'Component "conference.prosody.test" "muc"' in cfg
+        assert 'restrict_room_creation = "local"' in cfg
+        assert 'Component "upload.prosody.test" "http_file_share"' in cfg
+        assert "http_ports = { }" in cfg and "https_ports = { 5281 }" in cfg
+        address = LAB["hosts"][PROBED["prosody"]]
+        assert f'http_external_url = "https://{address}:5281/"' in cfg
 
 
 def test_ejabberd_node_distribution_and_listeners(
@@ -284,7 +291,14 @@ def test_ejabberd_node_distribution_and_listeners(
         assert p["ejabberd"]["seed"] == f"ejabberd@{CLUSTER[0]}"
         assert p["ejabberd"]["cluster"]["nodes"] == [f"ejabberd@{n}" for n in CLUSTER]
         yml = p["ejabberd_yml"]
-        assert yml.count("use_proxy_protocol: true") == 2
+        assert yml.count("use_proxy_protocol: true") == 3  # c2s, direct TLS, upload
+        # MUC rooms by local accounts; uploads on 5443, URLs on this node's port on lb.
+        assert "mod_muc:" in yml and "access_create: local" in yml
+        entry = LAB["hosts"][LAB["entries"]["ejabberd"]]
+        lb_port = 5444 + CLUSTER.index(node)
+        assert f'put_url: "https://{entry}:{lb_port}/upload"' in yml
+        assert "port: 5443" in yml and "/upload: mod_http_upload" in yml
+        assert "access: local" in yml
         assert 'ip: "127.0.0.1"' in yml and "port: 5280" in yml
         for module in ("mod_mam:", "mod_offline:", "mod_pubsub:", "mod_stream_mgmt:",
                        "mod_carboncopy:", "mod_ping:", "default: always",
@@ -304,7 +318,13 @@ def test_haproxy_and_mariadb_configs(
         assert f"bind 0.0.0.0:{port}" in cfg
         for node in CLUSTER:  # every member of the manifest's cluster, at its address
             assert f"server {node} {LAB['hosts'][node]}:{port} check" in cfg
-    assert cfg.count("send-proxy check-send-proxy") == 2 * len(CLUSTER)
+    # One upload port per node, forwarding to that node only (its files live there).
+    for i, node in enumerate(CLUSTER):
+        upload = cfg.split(f"frontend upload-{node}\n")[1].split("\nfrontend")[0]
+        assert f"bind 0.0.0.0:{5444 + i}" in upload
+        assert upload.count("\tserver ") == 1
+        assert f"server {node} {LAB['hosts'][node]}:5443 check" in upload
+    assert cfg.count("send-proxy check-send-proxy") == 3 * len(CLUSTER)
     assert "stats socket /run/haproxy/admin.sock" in cfg
     mariadb_cnf = probe(results, "debian13", PROBED["prosody"])["mariadb_cnf"]
     assert "bind-address = 127.0.0.1" in mariadb_cnf

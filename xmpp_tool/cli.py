@@ -2,7 +2,13 @@
 
     xmpp-tool [-s host[:port]] [-u jid] [-f config] [-a account] [-C cafile] [-t] [-J]
               [-v|-q] unread [-c] [-m] [-n max]
-    xmpp-tool [global options] send recipient [message|-]
+    xmpp-tool [global options] send [-T type] [-S subject] recipient [message|-]
+    xmpp-tool [global options] send [-T type] [-S subject] [-g [-N nick]]
+              (-m message|- | -F file) recipient...
+
+A ``send`` without ``-m`` or ``-F`` keeps the one-recipient form: its second
+operand is the message.  With ``-m`` or ``-F`` every operand is a recipient, so
+no operand is ever both (POSIX operands stay unambiguous).
 
 Option parsing stops at the first operand, both for the global options and for the
 command's options (``allow_interspersed_args=False``); ``--`` ends options; ``-`` is
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, TextIO
 
-from . import __version__, errors, fastargs
+from . import __version__, completion, errors, fastargs
 from .config import CliOptions
 from .errors import EXIT_CODES, Exit, ToolError
 
@@ -47,11 +53,23 @@ EPILOG = (
 )
 
 
+MESSAGE_TYPES = ("chat", "normal", "headline")
+
+
 @dataclass(frozen=True)
 class SendRequest:
     opts: CliOptions
-    recipient: str
-    message: str | None  # None or "-": standard input
+    recipients: tuple[str, ...]
+    message: str | None  # None or "-": standard input (unused with a file)
+    mtype: str = "chat"  # chat, normal, headline; groupchat with -g
+    subject: str | None = None
+    groupchat: bool = False  # the recipients are rooms (XEP-0045)
+    nick: str | None = None  # nickname in the rooms (default: the account's localpart)
+    file: str | None = None  # upload (XEP-0363) and send its URL
+
+    @property
+    def recipient(self) -> str:
+        return self.recipients[0]
 
 
 @dataclass(frozen=True)
@@ -211,14 +229,95 @@ def cli_options(
 @app.command("send", context_settings=POSIX, epilog=EPILOG)
 def send_command(
     ctx: typer.Context,
-    recipient: Annotated[str, typer.Argument(metavar="RECIPIENT", show_default=False)],
     message: Annotated[
-        str | None, typer.Argument(metavar="[MESSAGE|-]", show_default=False)
+        str | None,
+        typer.Option("-m", "--message", metavar="MESSAGE|-",
+                     help="The body (- for standard input); then every operand is a "
+                          "recipient."),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option("-F", "--file", metavar="FILE",
+                     help="Upload FILE (XEP-0363) and send its URL; every operand is a "
+                          "recipient."),
+    ] = None,
+    mtype: Annotated[
+        str | None,
+        typer.Option("-T", "--type", metavar="TYPE", autocompletion=completion.complete_type,
+                     help="Message type: chat (default), normal or headline."),
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option("-S", "--subject", metavar="SUBJECT", help="Subject line.")
+    ] = None,
+    groupchat: Annotated[
+        bool,
+        typer.Option("-g", "--groupchat",
+                     help="The recipients are group chats (XEP-0045 rooms): join, send, "
+                          "wait for the room's echo, leave."),
+    ] = False,
+    nick: Annotated[
+        str | None,
+        typer.Option("-N", "--nick", metavar="NICK",
+                     help="Nickname in the rooms (default: the account's localpart)."),
+    ] = None,
+    operands: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="RECIPIENT [MESSAGE|-] | RECIPIENT", show_default=False,
+                       help="Without -m and -F: one recipient and the message (- or "
+                            "absent: standard input); with -m or -F: the recipients."),
     ] = None,
 ) -> None:
-    """Send one chat message to RECIPIENT's bare JID; exit 0 only once the server has
-    acknowledged it.  The body is MESSAGE, or standard input if MESSAGE is absent or -."""
-    ctx.obj["request"] = SendRequest(ctx.obj["opts"], recipient, message)
+    """Send a message to each RECIPIENT's bare JID (or room with -g) over one login;
+    exit 0 only once the server has acknowledged every one (a room: once it has
+    reflected the message).  Without -m or -F: one RECIPIENT, and the body is
+    MESSAGE, or standard input if MESSAGE is absent or -.  A room's password comes
+    from the environment variable XMPP_TOOL_ROOM_PASSWORD or the account's
+    room_password_command/room_password_file, never the command line."""
+    ctx.obj["request"] = send_request(
+        ctx.obj["opts"], list(operands or ()), message=message, file=file, mtype=mtype,
+        subject=subject, groupchat=groupchat, nick=nick,
+    )  # fmt: skip
+
+
+def send_request(
+    opts: CliOptions,
+    operands: list[str],
+    *,
+    message: str | None = None,
+    file: str | None = None,
+    mtype: str | None = None,
+    subject: str | None = None,
+    groupchat: bool = False,
+    nick: str | None = None,
+) -> SendRequest:
+    """The ``send`` request from its options and operands (usage errors: 64)."""
+    if message is not None and file is not None:
+        raise errors.usage("-m and -F are mutually exclusive (the body of a file is its URL)")
+    if mtype is not None and mtype not in MESSAGE_TYPES:
+        raise errors.usage(f"-T: {mtype!r} is not one of {', '.join(MESSAGE_TYPES)}")
+    if groupchat and mtype is not None:
+        raise errors.usage("-T cannot be combined with -g (group chat messages are groupchat)")
+    if groupchat and subject is not None:
+        raise errors.usage("-S cannot be combined with -g (it would change the room's topic)")
+    if nick is not None and not groupchat:
+        raise errors.usage("-N needs -g")
+    if nick is not None and not nick.strip():
+        raise errors.usage("-N: empty nickname")
+    if message is not None or file is not None:
+        if not operands:
+            raise errors.usage("missing RECIPIENT")
+        recipients, body = tuple(operands), message
+    else:
+        if not operands:
+            raise errors.usage("missing RECIPIENT")
+        if len(operands) > 2:
+            raise errors.usage(
+                f"{len(operands)} operands: to send to several recipients give the message "
+                "with -m (-m - for standard input)"
+            )
+        recipients, body = (operands[0],), operands[1] if len(operands) == 2 else None
+    return SendRequest(opts, recipients, body, "groupchat" if groupchat else (mtype or "chat"),
+                       subject, groupchat, nick, file)  # fmt: skip
 
 
 @app.command("unread", context_settings=POSIX, epilog=EPILOG)
@@ -252,13 +351,19 @@ def unread_command(
 _command = None
 
 
+#: parameter types Typer's pass-through coercion handles exactly (send's operands
+#: arrive as Click's tuple of str, which :func:`send_request` turns into a list)
+_PASS_THROUGH: dict[Any, type] = {str: str, bool: bool, list[str]: tuple}
+
+
 def _skip_pydantic() -> None:
     """Typer >= 0.2x coerces every non-flag value through a Pydantic TypeAdapter,
     importing pydantic (0.2-0.8 s here) on each run, even for plain ``str``
-    options and its own ``--help`` flag.  Ours are all ``str`` or ``bool`` (``-n``
-    is converted by hand), for which Typer's own pass-through coercion is exact, so
-    use that for those two types.  Best effort: if Typer's internals change,
-    nothing is replaced and parsing is merely slower."""
+    options and its own ``--help`` flag.  Ours are all ``str``, ``bool`` (``-n``
+    is converted by hand) or send's operands (Click's tuple of ``str``), for which
+    Typer's own pass-through coercion is exact, so use that for those types.  Best
+    effort: if Typer's internals change, nothing is replaced and parsing is merely
+    slower."""
     try:
         from typer import core
         from typer._coercion import PassThroughRuntimeParam
@@ -269,9 +374,10 @@ def _skip_pydantic() -> None:
         return
 
     def build_runtime_param(descriptor: Any) -> Any:
-        if getattr(descriptor, "annotation", None) in (str, bool):
+        kind = _PASS_THROUGH.get(getattr(descriptor, "annotation", None))
+        if kind is not None:
             return PassThroughRuntimeParam(
-                annotation=descriptor.annotation, parameter_info=descriptor.parameter_info
+                annotation=kind, parameter_info=descriptor.parameter_info
             )
         return original(descriptor)
 
@@ -285,6 +391,8 @@ def _click_command() -> Any:
         typer_app = app.build()
         _skip_pydantic()
         _command = typer.main.get_command(typer_app)
+        if completion.requested():
+            completion.enable(_command)
     return _command
 
 
@@ -294,10 +402,10 @@ def parse(argv: list[str]) -> Request | int:
     Returns the request, or an exit status when Typer already handled everything
     (``--help``, ``--version``).  Raises :class:`ToolError` (64) on usage errors.
     """
-    fast = fastargs.parse_send(argv)
+    fast = None if completion.requested() else fastargs.parse_send(argv)
     if fast is not None:
         values, recipient, message = fast
-        return SendRequest(cli_options(**values), recipient, message)  # type: ignore[arg-type]
+        return SendRequest(cli_options(**values), (recipient,), message)  # type: ignore[arg-type]
     return parse_with_typer(argv)
 
 
@@ -380,7 +488,7 @@ def _execute(request: Request, stdin: BinaryIO, stdout: BinaryIO) -> int:
     if isinstance(request, SendRequest):
         from . import send
 
-        send.command(settings, request.recipient, request.message, stdin)
+        send.command(settings, request, stdin, stdout)
     else:
         from . import unread
 

@@ -29,6 +29,8 @@ ACCOUNT_KEYS = {
     "direct_tls",
     "password_command",
     "password_file",
+    "room_password_command",
+    "room_password_file",
     "password",
     "timeout",
 }
@@ -64,6 +66,8 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     password_command: str | None = None
     password_file: Path | None = None
+    room_password_command: str | None = None  # send -g: the rooms' password
+    room_password_file: Path | None = None
     inline_password: str | None = field(default=None, repr=False)
     config_path: Path | None = None
     account: str | None = None
@@ -156,7 +160,8 @@ def load_file(path: Path) -> dict[str, Any]:
         if extra:
             raise errors.config(f"{where}: unknown key {sorted(extra)[0]!r}")
         for key in ("jid", "server", "cafile", "fingerprint", "password_command",
-                    "password_file", "password"):
+                    "password_file", "password", "room_password_command",
+                    "room_password_file"):
             if key in acct and not isinstance(acct[key], str):
                 raise errors.config(f"{where}: {key!r} must be a string")
         if "direct_tls" in acct and not isinstance(acct["direct_tls"], bool):
@@ -248,6 +253,9 @@ def resolve(opts: CliOptions, env: dict[str, str] | None = None) -> Settings:
         timeout=float(acct.get("timeout", DEFAULT_TIMEOUT)),
         password_command=acct.get("password_command") or None,
         password_file=_path_in(path, acct["password_file"]) if acct.get("password_file") else None,
+        room_password_command=acct.get("room_password_command") or None,
+        room_password_file=(_path_in(path, acct["room_password_file"])
+                            if acct.get("room_password_file") else None),
         inline_password=acct.get("password"),
         config_path=path if data else None,
         account=name,

@@ -28,10 +28,11 @@ class Exit(IntEnum):
 EXIT_CODES: dict[int, str] = {
     Exit.OK: "success (also: no unread messages)",
     Exit.USAGE: "usage error (bad option, missing operand)",
-    Exit.DATAERR: "bad data (invalid JID, body not UTF-8, empty body)",
+    Exit.DATAERR: "bad data (invalid JID, body not UTF-8, empty body, unusable -F file)",
     Exit.UNAVAILABLE: "server unreachable",
     Exit.TEMPFAIL: "timeout, message not acknowledged by the server",
-    Exit.PROTOCOL: "server refused (error stanza, missing feature)",
+    Exit.PROTOCOL: "server refused (error stanza, any one recipient or room refused, "
+    "file over the upload limit, missing feature)",
     Exit.NOPERM: "authentication or certificate failure",
     Exit.CONFIG: "configuration error (config file, password source)",
 }

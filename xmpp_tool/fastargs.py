@@ -4,7 +4,8 @@ Importing Typer (with its vendored Click and their imports) and building the
 command costs about 20 ms of CPU on the project's machines, a third of a whole
 ``send``.  :func:`parse_send` accepts only command lines that Typer accepts as a
 ``send``, and returns what Typer returns for them.  Anything else -- ``unread``,
-``--help``, ``--version``, an unknown option, a missing operand, ``-v`` with
+``--help``, ``--version``, any option of ``send`` itself (``-m``, ``-F``,
+``-T``, ...) or an unknown one, a missing operand, ``-v`` with
 ``-q``, ``--`` among the global options -- gives ``None``, and :func:`xmpp_tool.cli.parse`
 hands the command line to Typer.  So Typer still writes every usage error and
 every help text; this module never reports anything.
@@ -97,7 +98,7 @@ def parse_send(argv: Sequence[str]) -> tuple[Values, str, str | None] | None:
     if operands and operands[0] == "--":
         del operands[0]
     elif operands and operands[0].startswith("-") and operands[0] != "-":
-        return None  # -h, --help, or an unknown option of send
+        return None  # -h, --help, an option of send (-m, -F, -g, ...) or an unknown one
     if not 1 <= len(operands) <= 2:
         return None
     return values, operands[0], operands[1] if len(operands) == 2 else None

@@ -1,6 +1,6 @@
 {#- Role: prosody on a local MariaDB (loopback only). Secrets (passwords) come from
     secrets.sls; the domain from the lab manifest, the certificate from labtls. #}
-{%- from 'lab/map.jinja' import lab, tls with context %}
+{%- from 'lab/map.jinja' import lab, me, tls with context %}
 {%- set domain = lab.domains.prosody %}
 roles:
   - prosody
@@ -10,7 +10,10 @@ labtls:
   key_group: {{ tls.key_group }}
   certificates:
     {{ domain }}:
-      names: [{{ domain }}, {{ grains['id'] }}]
+      # The MUC and upload components' names, and this machine's address: the upload
+      # URLs name it (clients on the host have no DNS for the lab's names).
+      names: [{{ domain }}, conference.{{ domain }}, upload.{{ domain }}, {{ grains['id'] }}]
+      ips: [{{ me.get('address', '127.0.0.1') }}]
 mariadb:
   databases:
     prosody:
@@ -32,8 +35,13 @@ prosody:
   database_sls:
     - mariadb.database
   archive_expires_after: never
+  # Group chats at conference.<domain>, uploads at upload.<domain> (formula defaults);
+  # the upload URLs on this machine's address (in its certificate), HTTPS port 5281.
+  upload:
+    external_url: https://{{ me.get('address', '127.0.0.1') }}:5281/
 # What this machine answers, and to whom (salt/firewall; SSH from anywhere is its
 # default). One service per line: name: {ports: [...], sources: [...]}, [] = anywhere.
 firewall:
   services:
     xmpp-client: {ports: [5222, 5223], sources: [{{ lab.network.cidr }}]}
+    http-upload: {ports: [5281], sources: [{{ lab.network.cidr }}]}

@@ -181,9 +181,29 @@ def test_prosody_packages_and_services(host: testinfra.host.Host) -> None:
 @pytest.mark.role("prosody")
 def test_prosody_listens_for_clients_only(listening: Sockets) -> None:
     assert on_port(listening, 5222) and on_port(listening, 5223)
-    assert {p for _, p, proc in listening if proc.startswith("lua")} <= {5222, 5223}
-    for port in (5269, 5280, 5281, 5347, 5582):  # s2s, http, components, telnet admin
+    assert on_port(listening, 5281)  # HTTPS: file upload (XEP-0363)
+    assert {p for _, p, proc in listening if proc.startswith("lua")} <= {5222, 5223, 5281}
+    for port in (5269, 5280, 5347, 5582):  # s2s, plain http, components, telnet admin
         assert not on_port(listening, port), port
+
+
+@pytest.mark.role("prosody")
+def test_prosody_serves_muc_and_upload_on_its_address(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    domain, ca = domain_of(pillar, "prosody"), pillar["labtls"]["ca"]["cert"]
+    address = pillar["lab"]["hosts"][pillar["_minion_id"]]
+    text = host.file("/etc/prosody/prosody.cfg.lua").content_string
+    assert f'Component "conference.{domain}" "muc"' in text
+    assert 'restrict_room_creation = "local"' in text
+    assert f'Component "upload.{domain}" "http_file_share"' in text
+    assert f'http_external_url = "https://{address}:5281/"' in text
+    # The upload URLs name the address: the certificate has it (clients lack lab DNS).
+    res = probe(host, address=address, port=5281, mode="https", domain=address, ca=ca,
+                path="/file_share/no-such-slot")  # fmt: skip
+    assert res["ok"], res["error"]
+    assert address in res["ips"] and f"upload.{domain}" in res["san"]
+    assert res["status"] in (401, 403, 404)  # served, and no slot: nothing to get
 
 
 @pytest.mark.role("prosody")
@@ -277,7 +297,7 @@ def test_erlang_distribution_and_epmd_stay_off_other_networks(
     beam = {(addr, port) for addr, port, proc in listening if proc == "beam.smp"}
     public = {(a, p) for a, p in beam if a not in LOOPBACK}
     # Only the client listeners and the distribution port beyond loopback.
-    anywhere = {("0.0.0.0", 5222), ("0.0.0.0", 5223), ("::", 5222), ("::", 5223)}  # noqa: S104
+    anywhere = {(a, p) for a in ("0.0.0.0", "::") for p in (5222, 5223, 5443)}  # noqa: S104
     assert public <= anywhere | {(cluster_address, dist_port)}, public
     # Admin interfaces (web admin, ReST API) on loopback only.
     assert on_port(listening, 5280) <= LOOPBACK
@@ -326,7 +346,10 @@ def test_ejabberd_config_values(host: testinfra.host.Host, pillar: dict[str, Any
     text = cfg.content_string
     assert f"  - {domain_of(pillar, 'ejabberd')}\n" in text
     proxy = bool(pillar.get("ejabberd", {}).get("proxy_protocol"))
-    assert text.count(f"use_proxy_protocol: {'true' if proxy else 'false'}") == 2
+    assert text.count(f"use_proxy_protocol: {'true' if proxy else 'false'}") == 3
+    for needed in ("mod_muc:", "access_create: local", "mod_http_upload:", "access: local",
+                   "/upload: mod_http_upload"):
+        assert needed in text, needed
     for needed in ("mod_mam:", "default: always", "mod_offline:", "mod_pubsub:", "- pep",
                    "mod_stream_mgmt:", "mod_carboncopy:", "mod_ping:",
                    '"urn:xmpp:mds:displayed:0":'):
@@ -379,6 +402,25 @@ def test_ejabberd_serves_lab_certificate_to_the_balancer(
         assert not bare["ok"]
 
 
+@pytest.mark.role("ejabberd")
+def test_ejabberd_upload_listener_serves_the_address_in_its_urls(
+    host: testinfra.host.Host, pillar: dict[str, Any], listening: Sockets
+) -> None:
+    """HTTPS on 5443 with a certificate for the address the upload URLs name (lb's)."""
+    ca = pillar["labtls"]["ca"]["cert"]
+    proxy = bool(pillar.get("ejabberd", {}).get("proxy_protocol"))
+    put_url = pillar["ejabberd"]["upload"]["put_url"]
+    address = put_url.split("//", 1)[1].split(":", 1)[0]
+    assert on_port(listening, 5443)
+    text = host.file("/etc/ejabberd/ejabberd.yml").content_string
+    assert f'put_url: "{put_url}"' in text
+    res = probe(host, port=5443, mode="https", domain=address, ca=ca, proxy=proxy,
+                path="/upload/no-such-slot/x")  # fmt: skip
+    assert res["ok"], res["error"]
+    assert address in res["ips"]
+    assert res["status"] in (403, 404)  # served, and no slot: nothing to get
+
+
 # --------------------------------------------------------------------------- haproxy
 
 STATS = """
@@ -426,9 +468,13 @@ def test_haproxy_checks_the_nodes_at_the_xmpp_level(
 
 
 @pytest.mark.role("haproxy")
-def test_haproxy_listens_for_clients_and_stats_only_on_a_socket(listening: Sockets) -> None:
+def test_haproxy_listens_for_clients_and_stats_only_on_a_socket(
+    listening: Sockets, pillar: dict[str, Any]
+) -> None:
     ports = {p for _, p, proc in listening if proc == "haproxy"}
-    assert ports == {5222, 5223}
+    upload = set(pillar["lab"]["upload"]["lb_ports"].values())  # one per ejabberd node
+    assert upload
+    assert ports == {5222, 5223} | upload
 
 
 @pytest.mark.role("haproxy")
@@ -445,6 +491,9 @@ def test_haproxy_backends_up(host: testinfra.host.Host, pillar: dict[str, Any]) 
         assert {s for (b, s) in servers if b == backend} == expected
         for name in expected:
             assert servers[(backend, name)] == "UP", (backend, name)
+    for name in pillar["lab"]["upload"]["lb_ports"]:  # each node's upload port: it alone
+        assert {s for (b, s) in servers if b == f"upload-{name}"} == {name}
+        assert servers[(f"upload-{name}", name)] == "UP", name
 
 
 @pytest.mark.role("haproxy")
@@ -456,3 +505,10 @@ def test_haproxy_passes_tls_through_to_the_cluster(
         res = probe(host, port=port, mode=mode, domain=domain, ca=ca)
         assert res["ok"], f"{mode} {port} via haproxy: {res['error']}"
         assert domain in res["san"]
+    # Upload ports: HTTPS of the one node behind each, for lb's own address.
+    address = pillar["lab"]["hosts"][pillar["_minion_id"]]
+    for name, port in pillar["lab"]["upload"]["lb_ports"].items():
+        res = probe(host, address=address, port=port, mode="https", domain=address, ca=ca,
+                    path="/upload/no-such-slot/x")  # fmt: skip
+        assert res["ok"], f"upload port {port} ({name}) via haproxy: {res['error']}"
+        assert res["status"] in (403, 404), (name, res["status"])

@@ -3,7 +3,8 @@
 Connects to 127.0.0.1:PORT, optionally sends a PROXY protocol v1 header (what
 haproxy's send-proxy sends), negotiates TLS either directly (XEP-0368) or by
 XMPP STARTTLS, verifies the server certificate against the given CA and the XMPP
-domain, and prints one JSON line: {"ok", "error", "subject", "san", "tls"}.
+domain (or an address), and prints one JSON line: {"ok", "error", "subject", "san",
+"ips", "tls"}. Mode "https": direct TLS, then `GET path` (the answer's "status").
 The test appends `main('<JSON params>')` and pipes the text to `python3 -` on the
 target; it holds no secrets (the CA certificate is public).
 """
@@ -46,7 +47,13 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         "ok": True, "error": "", "tls": tls.version(),
         "subject": dict(x[0] for x in cert.get("subject", ())),
         "san": [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"],
+        "ips": [v for k, v in cert.get("subjectAltName", ()) if k == "IP Address"],
     }
+    if p["mode"] == "https":
+        tls.sendall(f"GET {p.get('path', '/')} HTTP/1.1\r\nHost: {p['domain']}\r\n"
+                    "Connection: close\r\n\r\n".encode())
+        head = tls.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
+        out["status"] = int(head.split()[1]) if head.startswith("HTTP/") else 0
     tls.close()
     return out
 

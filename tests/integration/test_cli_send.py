@@ -37,10 +37,14 @@ def xt(
     cafile: Path | None = None,
     address: str | None = None,
     home: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``xmpp-tool -C CA -s HOST:PORT -u JID ARGS`` with the password in the env."""
+    """Run ``xmpp-tool -C CA -s HOST:PORT -u JID ARGS`` with the password in the env
+    (``env``: more variables)."""
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("XMPP_TOOL")}
     env["XMPP_TOOL_PASSWORD"] = password
+    env.update(extra)
     if home is not None:
         env["HOME"] = str(home)
         env["XDG_CONFIG_HOME"] = str(home / ".config")

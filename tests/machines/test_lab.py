@@ -146,6 +146,83 @@ def wait_cluster(lab: LabRun, machine: str, want: set[str], timeout: float = 60)
     return nodes
 
 
+# ------------------------------------------- xmpp-tool send: several, rooms, files
+
+
+@pytest.mark.usefixtures("have_cli")
+@pytest.mark.parametrize("service", ["prosody", "ejabberd"])
+def test_send_to_several_with_one_unknown(lab: LabRun, service: str) -> None:
+    """(The lab has two accounts per service, and unread never lists one's own
+    messages: bob and an unknown JID.)"""
+    server = PROSODY if service == "prosody" else LB
+    body = token("to several")
+    bob = lab.accounts[f"bob@{service}"]["jid"]
+    nobody = f"nobody{uuid.uuid4().hex[:8]}@{bob.split('@')[1]}"
+    res = xmpp_tool(lab, f"alice@{service}", server, "-J", "send", "-m", body, nobody, bob)
+    assert res.returncode == 76, res.stderr
+    assert "1 of 2 recipients refused" in res.stderr and nobody in res.stderr
+    outcomes = [(o["recipient"], o["status"]) for o in map(json.loads, res.stdout.splitlines())]
+    assert outcomes == [(nobody, "refused"), (bob, "sent")]
+    got = bodies(lab, f"bob@{service}", server)
+    assert got.count(body) == 1
+
+
+@pytest.mark.usefixtures("have_cli")
+@pytest.mark.parametrize("service", ["prosody", "ejabberd"])
+def test_send_to_a_room(lab: LabRun, service: str) -> None:
+    """bob creates a room and stays in it; xmpp-tool -g as alice (through lb for
+    ejabberd) exits 0 once the room reflected it, and bob sees it."""
+    import asyncio
+
+    from lab.slixpeer import Peer
+
+    server = PROSODY if service == "prosody" else LB
+    room = f"cli-{uuid.uuid4().hex[:8]}@conference.{harness.LAB['domains'][service]}"
+    body = token("to the room")
+    acct = lab.accounts[f"bob@{service}"]
+    host = server.rsplit(":", 1)[0]
+
+    async def go() -> tuple[Any, tuple[str, str]]:
+        async with Peer(acct["jid"], acct["password"], host, 5222,
+                        lab.state_dir / "ca.crt") as bob:  # fmt: skip
+            await bob.join_room(room, "bob")
+            res = await asyncio.to_thread(
+                xmpp_tool, lab, f"alice@{service}", server, "send", "-g", room, body)
+            got = await bob.next_groupchat(room) if res.returncode == 0 else ("", "")
+            await bob.leave_room(room, "bob")
+            return res, got
+
+    res, got = asyncio.run(go())
+    assert res.returncode == 0, res.stderr
+    assert got == (lab.accounts[f"alice@{service}"]["jid"].split("@")[0], body)
+    missing = xmpp_tool(lab, f"alice@{service}", server, "send", "-g",
+                        f"nosuch-{uuid.uuid4().hex[:8]}@conference."
+                        f"{harness.LAB['domains'][service]}", "x")  # fmt: skip
+    assert missing.returncode == 76 and "item-not-found" in missing.stderr
+
+
+@pytest.mark.usefixtures("have_cli")
+@pytest.mark.parametrize("service", ["prosody", "ejabberd"])
+def test_send_a_file(lab: LabRun, service: str, tmp_path: Path) -> None:
+    """xmpp-tool -F (through lb for ejabberd): bob gets the URL; an HTTPS GET of it
+    verified against the lab CA returns the same bytes."""
+    import ssl
+    import urllib.request
+
+    server = PROSODY if service == "prosody" else LB
+    content = os.urandom(1024 * 1024 + 7)
+    path = tmp_path / "lab-file.bin"
+    path.write_bytes(content)
+    res = xmpp_tool(lab, f"alice@{service}", server, "-J", "send", "-F", str(path),
+                    lab.accounts[f"bob@{service}"]["jid"], timeout=180)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    url = json.loads(res.stdout)["url"]
+    assert url in bodies(lab, f"bob@{service}", server)
+    ctx = ssl.create_default_context(cafile=str(lab.state_dir / "ca.crt"))
+    with urllib.request.urlopen(url, context=ctx, timeout=60) as resp:  # noqa: S310 (https)
+        assert resp.read() == content
+
+
 @pytest.mark.usefixtures("have_cli")
 def test_failover_and_rejoin(lab: LabRun) -> None:
     seed, node = CLUSTER[0], CLUSTER[-1]

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,10 +68,14 @@ def captured_send(monkeypatch: pytest.MonkeyPatch) -> Captured:
 
     cap = Captured([])
 
-    def fake_send(settings: object, password: str, recipient: str, body: str) -> None:
+    def fake_send(settings: object, password: str, recipients: list[Any], msg: Any,
+                  **kwargs: Any) -> list[Any]:
         cap.calls.append(
-            {"settings": settings, "password": password, "recipient": recipient, "body": body}
+            {"settings": settings, "password": password, "recipient": str(recipients[0]),
+             "recipients": [str(r) for r in recipients], "body": msg.body if msg else None,
+             "message": msg, **kwargs}
         )
+        return [send_module.Outcome(str(r), ok=True) for r in recipients]
 
     monkeypatch.setattr(send_module, "send", fake_send)
     return cap

@@ -109,7 +109,12 @@ def test_garbage_collector_is_off_during_start_up_only(
     from xmpp_tool import send as send_module
 
     during_send: list[bool] = []
-    monkeypatch.setattr(send_module, "send", lambda *_a: during_send.append(gc.isenabled()))
+
+    def fake_send(*_a: object, **_k: object) -> list[object]:
+        during_send.append(gc.isenabled())
+        return []
+
+    monkeypatch.setattr(send_module, "send", fake_send)
     monkeypatch.setenv("XMPP_TOOL_PASSWORD", "pw")
     cli._pause_gc()
     try:

@@ -59,7 +59,8 @@ def chaotic(draw: st.DrawFn) -> tuple[list[str], bytes]:
     command = draw(st.sampled_from(["send", "unread", "bogus", ""]))
     tail: list[str] = []
     if command == "send":
-        tail = draw(st.lists(st.one_of(jids, odd_text), max_size=3))
+        tail = draw(st.lists(st.one_of(jids, odd_text, st.sampled_from(
+            ["-m", "-F", "-T", "-S", "-g", "-N", "-gm", "-Theadline"])), max_size=4))
     elif command == "unread":
         tail = draw(st.lists(st.sampled_from(["-c", "-m", "-n", "5", "-n0", "-cm", "-n", "x",
                                               "extra", "-J"]), max_size=4))
@@ -76,11 +77,19 @@ def plausible(draw: st.DrawFn) -> tuple[list[str], bytes]:
     layer: 65, 69, 78...)."""
     flags = draw(st.lists(good_flags, max_size=2))
     argv = [*flags, "-s", "127.0.0.1:0", "-u", draw(jids)]
-    if draw(st.booleans()):
+    kind = draw(st.integers(0, 2))
+    if kind == 0:
         argv += ["send", draw(jids)]
         body = draw(st.one_of(st.none(), st.just("-"), odd_text))
         if body is not None:
             argv.append(body)
+    elif kind == 1:  # send's own options, several recipients
+        opts = draw(st.lists(st.sampled_from([["-T", "headline"], ["-T", "normal"], ["-Tx"],
+                                              ["-S", "subj"], ["-g"], ["-N", "nick"],
+                                              ["-m", "-"], ["-m", "hi"], ["-F", "nofile"]]),
+                             max_size=3))  # fmt: skip
+        argv += ["send", *[t for o in opts for t in o],
+                 *draw(st.lists(jids, min_size=0, max_size=3))]  # fmt: skip
     else:
         argv += ["unread", *draw(st.sampled_from([[], ["-c"], ["-m"], ["-n", "3"], ["-mn1"]]))]
     return argv, draw(stdins)

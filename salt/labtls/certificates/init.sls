@@ -35,7 +35,8 @@ labtls-{{ domain }}-certificate-signed-by-lab-ca:
     - signing_private_key: {{ labtls.ca.key | json }}
     - signing_cert: {{ labtls.ca.cert | json }}
     - CN: {{ domain }}
-    - subjectAltName: {{ (cert.get('names', [domain]) | unique | map('regex_replace', '^', 'DNS:') | join(', ')) | json }}
+    - subjectAltName: {{ ((cert.get('names', [domain]) | unique | map('regex_replace', '^', 'DNS:') | list)
+                          + (cert.get('ips', []) | unique | map('regex_replace', '^', 'IP:') | list)) | join(', ') | json }}
     - basicConstraints: 'critical, CA:false'
     - keyUsage: 'critical, digitalSignature, keyEncipherment'
     - extendedKeyUsage: 'serverAuth, clientAuth'

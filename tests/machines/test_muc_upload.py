@@ -1,0 +1,121 @@
+"""Group chats (XEP-0045) and HTTP File Upload (XEP-0363) on the booted lab, per release.
+
+From the host, which has no DNS for the lab's names: plain slixmpp peers (lab/slixpeer)
+log in with the lab accounts (prosody directly, ejabberd through lb), a room on each
+MUC service carries a groupchat message from one account to the other, and upload slots
+are PUT and then fetched over HTTPS verified against the lab CA, at the addresses the
+servers put in the URLs (prosody's own, lb's for ejabberd: one port per node there,
+since a file lives on the node that issued its slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+
+from lab import harness, manifest
+from lab.slixpeer import Peer
+from tests.machines.conftest import LabRun
+
+pytestmark = [pytest.mark.machines, pytest.mark.root]
+
+T = TypeVar("T")
+SERVICES = ("prosody", "ejabberd")
+DOMAINS = harness.LAB["domains"]
+ENTRY = {s: harness.ADDRESSES[manifest.entry(harness.LAB, s) or "?"] for s in SERVICES}
+CLUSTER = harness.LAB["cluster"]["ejabberd"]
+# pillar/lab/map.jinja: each ejabberd node's upload port on lb (5444, 5445, ... in
+# manifest order); prosody's HTTPS port (formula default).
+EJABBERD_LB_PORTS = {5444 + i for i in range(len(CLUSTER))}
+PROSODY_HTTPS_PORT = 5281
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def peer(lab: LabRun, user: str, service: str) -> Peer:
+    acct = lab.accounts[f"{user}@{service}"]
+    return Peer(acct["jid"], acct["password"], ENTRY[service], 5222,
+                lab.state_dir / "ca.crt")  # fmt: skip
+
+
+def https(method: str, url: str, cafile: Path, data: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    assert urlsplit(url).scheme == "https"
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310 - https only
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as resp:  # noqa: S310
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_groupchat_in_a_room_of_each_service(lab: LabRun, service: str) -> None:
+    room = f"lab-{secrets.token_hex(4)}@conference.{DOMAINS[service]}"
+
+    async def go() -> tuple[str, str]:
+        async with peer(lab, "alice", service) as alice, peer(lab, "bob", service) as bob:
+            await alice.join_room(room, "alice")  # a lab account may create it
+            await bob.join_room(room, "bob")
+            await alice.send_groupchat(room, "hello from alice")  # reflected = accepted
+            got = await bob.next_groupchat(room)
+            await alice.leave_room(room, "alice")
+            await bob.leave_room(room, "bob")
+            return got
+
+    assert run(go()) == ("alice", "hello from alice")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_upload_put_and_verified_get(lab: LabRun, service: str) -> None:
+    """Slots from as many sessions as ejabberd has nodes at once (lb's leastconn puts
+    them on different nodes): every URL names an address the host reaches and the
+    certificate has; each PUT is readable back byte for byte."""
+    cafile = lab.state_dir / "ca.crt"
+    sessions = len(CLUSTER) if service == "ejabberd" else 1
+    files = [secrets.token_bytes(200_000 + i) for i in range(sessions)]
+
+    async def slots() -> list[tuple[str, dict[str, str], str]]:
+        peers = [peer(lab, ("alice", "bob")[i % 2], service) for i in range(sessions)]
+        for p in peers:
+            await p.start()
+        try:
+            out = []
+            for p, content in zip(peers, files, strict=True):
+                jid, _limit = await p.upload_service()
+                assert jid == f"upload.{DOMAINS[service]}"
+                out.append(await p.upload_slot(jid, "lab.bin", len(content),
+                                               "application/octet-stream"))  # fmt: skip
+            return out
+        finally:
+            for p in peers:
+                await p.stop()
+
+    got = run(slots())
+    ports = set()
+    for (put, headers, get), content in zip(got, files, strict=True):
+        for url in (put, get):
+            assert urlsplit(url).hostname == ENTRY[service], url
+        ports.add(urlsplit(put).port)
+        forged = put.rsplit("/", 2)[0] + "/forged/lab.bin"  # no slot: refused
+        assert https("PUT", forged, cafile, content)[0] in (401, 403, 404)
+        status, _ = https("PUT", put, cafile, content,
+                          {**headers, "Content-Type": "application/octet-stream"})  # fmt: skip
+        assert status in (200, 201), (put, status)
+        assert https("GET", get, cafile) == (200, content)
+    if service == "ejabberd":
+        assert ports == EJABBERD_LB_PORTS  # every node handed out slots, each its own port
+    else:
+        assert ports == {PROSODY_HTTPS_PORT}

@@ -1,0 +1,172 @@
+"""``send -g``: a message to group chats (XEP-0045 rooms), exit 0 only once each
+room has reflected it.
+
+Rooms are named explicitly (``-g``), not guessed by disco: a bare JID that is not
+a room would otherwise get a chat message, and every recipient would cost a
+disco round trip.  Each room is still asked for its disco#info first, because
+joining a room that does not exist *creates* it on both servers (for accounts
+allowed to create rooms); so "no such room" is item-not-found from disco, and
+nothing is created.
+
+Per room: disco#info (exists, is a MUC, needs a password?), join with the
+nickname and ``maxstanzas=0`` (no history), send ``type=groupchat`` with an id
+and an XEP-0359 origin-id, wait for the room's echo of it (the MUC's own ack),
+leave.  A room's failure (not a member, banned, nickname in use, wrong password,
+no such room) is that room's outcome, with the XMPP condition; the other rooms
+are still tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .send import Message, Outcome
+    from .session import Session
+
+log = logging.getLogger("xmpp_tool")
+
+MUC_FEATURE = "http://jabber.org/protocol/muc"
+PASSWORD_FEATURE = "muc_passwordprotected"  # noqa: S105 (a disco feature)
+
+
+class RoomRefused(Exception):
+    """The room's condition, as one line."""
+
+
+async def _check_room(session: Session, room: Any) -> bool:
+    """disco#info of the room: it exists and is a MUC.  Returns whether it is
+    password-protected."""
+    from slixmpp.exceptions import IqError, IqTimeout
+
+    disco = session.client.plugin["xep_0030"]
+    try:
+        info = await disco.get_info(jid=room, timeout=session.settings.timeout)
+    except IqError as exc:
+        cond = exc.iq["error"]["condition"]
+        if cond in ("item-not-found", "remote-server-not-found", "service-unavailable"):
+            raise RoomRefused(f"no such room: {errors.describe(exc.iq['error'])}") from None
+        raise RoomRefused(errors.describe(exc.iq["error"])) from None
+    except IqTimeout:
+        raise errors.tempfail(f"{room}: no answer to disco#info") from None
+    features = set(info["disco_info"]["features"])
+    if MUC_FEATURE not in features:
+        raise RoomRefused("not a group chat (no XEP-0045 feature in its disco#info)")
+    return PASSWORD_FEATURE in features
+
+
+async def _join(session: Session, room: Any, nick: str, password: str | None) -> None:
+    """Join with no history (maxstanzas=0); a presence error -> RoomRefused.
+
+    (slixmpp 1.17 bug: xep_0045 recognises a join's presence error only if it
+    carries the <x xmlns='http://jabber.org/protocol/muc'/> child, which prosody's
+    errors do not, so ``join_muc_wait`` would wait until its timeout.  The
+    generic ``presence_error`` event from the room is watched as well.)
+    """
+    from slixmpp.exceptions import PresenceError
+
+    client = session.client
+    refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def on_error(pres: Any) -> None:
+        if pres["from"].bare == room.bare and not refused.done():
+            refused.set_result(pres)
+
+    client.add_event_handler("presence_error", on_error)
+    joining = asyncio.ensure_future(client.plugin["xep_0045"].join_muc_wait(
+        room, nick, password=password, maxstanzas=0, timeout=session.settings.timeout))
+    try:
+        await asyncio.wait({joining, refused}, return_when=asyncio.FIRST_COMPLETED)
+        if not joining.done():
+            joining.cancel()
+            raise RoomRefused(f"cannot join: {errors.describe(refused.result()['error'])}")
+        try:
+            joining.result()
+        except PresenceError as exc:
+            raise RoomRefused(
+                f"cannot join: {errors.describe(exc.presence['error'])}") from None
+        except TimeoutError:
+            raise errors.tempfail(f"joining {room}: no answer from the room") from None
+    finally:
+        client.del_event_handler("presence_error", on_error)
+        if not joining.done():
+            joining.cancel()
+
+
+async def _send_one(
+    session: Session, room: Any, msg: Message, nick: str, password: str | None, outcome: Outcome
+) -> None:
+    client = session.client
+    muc = client.plugin["xep_0045"]
+    loop = asyncio.get_running_loop()
+    protected = await session.guard(_check_room(session, room), f"{room}: disco#info")
+    if protected and password is None:
+        from .send import ROOM_PASSWORD_ENV
+
+        raise RoomRefused(f"the room is password-protected: set {ROOM_PASSWORD_ENV} or "
+                          "the account's room_password_command/room_password_file")
+    log.info("joining %s as %s", room, nick)
+    await session.guard(_join(session, room, nick, password), f"joining {room}")
+    joined_nick = muc.our_nicks.get(None, {}).get(room, nick)
+    try:
+        stanza = client.make_message(mto=room, mbody=msg.body, mtype="groupchat")
+        if msg.url is not None:
+            stanza["oob"]["url"] = msg.url
+        mid = client.new_id()
+        stanza["id"] = mid
+        stanza["origin_id"]["id"] = mid
+        outcome.id = mid
+        echoed: asyncio.Future[Any] = loop.create_future()
+
+        def on_message(m: Any) -> None:
+            if m["from"].bare != room.bare or echoed.done():
+                return
+            if m["id"] == mid or m["origin_id"]["id"] == mid:
+                echoed.set_result(m)
+
+        client.add_event_handler("groupchat_message", on_message)
+        client.add_event_handler("message_error", on_message)
+        try:
+            stanza.send()
+            log.info("sent to %s, waiting for the room's echo", room)
+            echo = await session.guard(echoed, f"waiting for {room} to reflect the message")
+        finally:
+            client.del_event_handler("groupchat_message", on_message)
+            client.del_event_handler("message_error", on_message)
+        if echo["type"] == "error":
+            raise RoomRefused(f"message refused: {errors.describe(echo['error'])}")
+        log.info("%s reflected the message", room)
+    finally:
+        muc.leave_muc(room, joined_nick)
+
+
+async def send_rooms(
+    session: Session, rooms: list[Any], msg: Message, nick: str, password: str | None
+) -> list[Outcome]:
+    """Each room in turn; a room's refusal is its outcome, a session failure ends all."""
+    from .send import Outcome
+
+    outcomes = []
+    for room in rooms:
+        outcome = Outcome(str(room.bare))
+        try:
+            await _send_one(session, _bare(room), msg, nick, password, outcome)
+            outcome.ok = True
+        except RoomRefused as exc:
+            outcome.error = str(exc)
+        except errors.ToolError as exc:
+            if session.failure.done():
+                raise
+            outcome.error = exc.message
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _bare(jid: Any) -> Any:
+    from slixmpp import JID
+
+    return JID(jid.bare)
