@@ -43,6 +43,10 @@ PROSODY = manifest.with_role(LAB, "prosody")[0]
 BALANCER = manifest.entry(LAB, "ejabberd") or "lb"
 SEED, NODE = CLUSTER[0], CLUSTER[-1]
 DIST = 4370  # salt/ejabberd/parameters/defaults.yaml dist_port
+# HTTP File Upload (pillar/lab/map.jinja `upload`): prosody's HTTPS port, each node's,
+# and lb's one port per node (in manifest order).
+PROSODY_UPLOAD, NODE_UPLOAD = 5281, 5443
+LB_UPLOAD = [5444 + i for i, _ in enumerate(CLUSTER)]
 # A closed port drops silently (policy drop): a connect that has not succeeded by
 # then never will.
 CONNECT_TIMEOUT = 3.0
@@ -55,6 +59,10 @@ MATRIX: list[tuple[str, str, int, bool]] = [
     *[("host", PROSODY, p, False) for p in (3306, 5269, 5280)],
     *[("host", BALANCER, p, False) for p in (DIST, 4369)],
     *[("host", n, p, False) for n in CLUSTER for p in (5222, 5223, DIST, 4369, 5280, 5269)],
+    ("host", PROSODY, PROSODY_UPLOAD, True),
+    *[("host", BALANCER, p, True) for p in LB_UPLOAD],
+    *[("host", n, NODE_UPLOAD, False) for n in CLUSTER],
+    *[(BALANCER, n, NODE_UPLOAD, True) for n in CLUSTER],
     *[(PROSODY, n, p, False) for n in CLUSTER for p in (5222, 5223, DIST)],
     (PROSODY, BALANCER, 5222, True),
     *[(BALANCER, n, p, True) for n in CLUSTER for p in (5222, 5223)],
