@@ -2,6 +2,7 @@
 base:
   '*':
     - lab
+    - firewall
   'I@roles:prosody':
     - match: compound
     - labtls
@@ -13,4 +14,5 @@ base:
     - ejabberd
   'I@roles:haproxy':
     - match: compound
+    - labtls
     - haproxy

@@ -65,12 +65,17 @@ EXPECTED_BY_ROLE = {
         "labtls-ejabberd.test-certificate-signed-by-lab-ca",
         "ejabberd-config-mnesia-schema", "ejabberd-storage-mnesia-tables-as-pillar-says",
     },
-    "haproxy": {"haproxy-config-tcp-passthrough-to-cluster", "haproxy-service-running"},
+    "haproxy": {"haproxy-config-tcp-passthrough-to-cluster", "haproxy-service-running",
+                # the lab CA, which the TLS health check verifies the nodes with
+                "labtls-ca-certificate-trusted"},
 }
+# Every machine, whatever its role.
+EXPECTED_EVERYWHERE = {"firewall-config-ruleset-inbound-default-drop",
+                       "firewall-service-ruleset-loaded"}
 FORBIDDEN_BY_ROLE = {
     "prosody": ("ejabberd-", "haproxy-"),
     "ejabberd": ("prosody-", "mariadb-", "haproxy-"),
-    "haproxy": ("prosody-", "mariadb-", "ejabberd-", "labtls-"),
+    "haproxy": ("prosody-", "mariadb-", "ejabberd-", "labtls-prosody", "labtls-ejabberd"),
 }
 
 
@@ -82,7 +87,7 @@ PROBED = {"prosody": manifest.with_role(LAB, "prosody")[0], "ejabberd": CLUSTER[
 
 def expected(machine: str) -> set[str]:
     """The role's states; a cluster's seed registers the users, the others join it."""
-    out = set(EXPECTED_BY_ROLE[LAB["machines"][machine]["role"]])
+    out = set(EXPECTED_BY_ROLE[LAB["machines"][machine]["role"]]) | EXPECTED_EVERYWHERE
     members = LAB["cluster"].get(LAB["machines"][machine].get("cluster"), [])
     if members and members[0] != machine:
         out.add(f"ejabberd-cluster-joined-ejabberd@{members[0]}")

@@ -1,20 +1,29 @@
 {#- Role: ejabberd cluster node (Mnesia) behind haproxy. Everything lab-specific the
     ejabberd formula needs is handed to it here, under its own key: node name and
     distribution address from the manifest, the cluster (machines of the same
-    `cluster`, first = seed), the lab certificate made by labtls. Cookie and users
-    come from secrets.sls. #}
+    `cluster`, first = seed), the lab certificate made by labtls (also the node's
+    certificate for the Erlang distribution over TLS, verified with the lab CA).
+    Cookie and users come from secrets.sls. #}
 {%- from 'lab/map.jinja' import lab, me, tls with context %}
 {%- set domain = lab.domains.ejabberd %}
 {%- set members = lab.cluster.get(me.get('cluster'), []) %}
+{%- set peers = [] %}
+{%- for name in members if name != grains['id'] %}
+{%-   do peers.append(lab.hosts[name]) %}
+{%- endfor %}
+{%- set balancers = lab.machines.values() | selectattr('role', 'equalto', 'haproxy')
+                    | map(attribute='address') | list %}
 roles:
   - ejabberd
 labtls:
   cert_dir: {{ tls.cert_dir }}
   key_dir: {{ tls.key_dir }}
   key_group: {{ tls.key_group }}
+  ca_trust_file: {{ tls.ca_file }}
   certificates:
     {{ domain }}:
-      # The nodes share the domain; each also answers to its machine name.
+      # The nodes share the domain; each also answers to its machine name (the host
+      # part of its Erlang node name, which the distribution's TLS client checks).
       names: [{{ domain }}, {{ grains['id'] }}]
 ejabberd:
   domain: {{ domain }}
@@ -27,5 +36,19 @@ ejabberd:
   key_group: {{ tls.key_group }}
   certificate_sls:
     - labtls.certificates
+  dist_tls:
+    enabled: true
+    cacertfile: {{ tls.ca_file }}
   # haproxy (send-proxy) is in front.
   proxy_protocol: true
+# What this machine answers, and to whom (salt/firewall; SSH from anywhere is its
+# default). One service per line: name: {ports: [...], sources: [...]}, [] = anywhere.
+# Clients only through the balancer (it sends the PROXY header); without one, from
+# the lab network. The Erlang distribution (one port, no epmd) only from the other
+# cluster members.
+firewall:
+  services:
+    xmpp-client: {ports: [5222, 5223], sources: {{ (balancers or [lab.network.cidr]) | json }}}
+{%- if peers %}
+    erlang-distribution: {ports: [4370], sources: {{ peers | json }}}
+{%- endif %}

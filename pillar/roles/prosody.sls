@@ -32,3 +32,8 @@ prosody:
   database_sls:
     - mariadb.database
   archive_expires_after: never
+# What this machine answers, and to whom (salt/firewall; SSH from anywhere is its
+# default). One service per line: name: {ports: [...], sources: [...]}, [] = anywhere.
+firewall:
+  services:
+    xmpp-client: {ports: [5222, 5223], sources: [{{ lab.network.cidr }}]}

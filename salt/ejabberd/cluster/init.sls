@@ -9,14 +9,13 @@ include:
 {%-   set listed = ejabberd.api_client ~ " list_cluster </dev/null | grep -q '\"" ~ ejabberd.seed ~ "\"'" %}
 
 {#- A joining node may be provisioned alongside the seed (parallel providers): wait
-    until the seed's client port answers (its listeners start last, once Mnesia
-    and the modules are up), so the join never meets a half-started seed. #}
+    until the seed says it is started (over the Erlang distribution, the only port of
+    the seed a member may reach), so the join never meets a half-started seed. #}
 ejabberd-cluster-seed-{{ ejabberd.seed }}-answering:
   cmd.run:
     - name: >-
         for i in $(seq {{ (ejabberd.cluster.seed_wait / 3) | round(0, 'ceil') | int }}); do
-        if timeout 2 bash -c '</dev/tcp/{{ ejabberd.seed.split('@')[1] }}/{{ ejabberd.c2s_port }}'
-        2>/dev/null; then exit 0; fi; sleep 3; done;
+        if ejabberdctl --node {{ ejabberd.seed }} status >/dev/null 2>&1; then exit 0; fi; sleep 3; done;
         echo "{{ ejabberd.seed }} did not answer within {{ ejabberd.cluster.seed_wait }} s" >&2; exit 1
     - unless: {{ listed | json }}
     - require:

@@ -53,6 +53,24 @@ ejabberd-config-user-may-read-tls-key:
 {%-   endfor %}
 {%- endif %}
 
+ejabberd-config-distribution-tls-options:
+{%- if ejabberd.dist_tls.enabled %}
+  file.managed:
+    - name: {{ ejabberd.dist_tls.optfile }}
+    - source: salt://ejabberd/files/inet_tls_dist.conf.jinja
+    - template: jinja
+    - context:
+        ejabberd: {{ ejabberd | json }}
+    - user: root
+    - group: {{ ejabberd.group }}
+    - mode: '0640'
+    - require:
+      - pkg: ejabberd-package-installed
+{%- else %}
+  file.absent:
+    - name: {{ ejabberd.dist_tls.optfile }}
+{%- endif %}
+
 ejabberd-config-file-managed:
   file.managed:
     - name: {{ ejabberd.config_file }}

@@ -26,6 +26,7 @@ ejabberd-service-running:
     - watch:
       - file: ejabberd-config-node-name-and-distribution
       - file: ejabberd-config-erlang-cookie
+      - file: ejabberd-config-distribution-tls-options
       - file: ejabberd-config-file-managed
       - file: ejabberd-config-systemd-dropin-plain-service
 {%- if ejabberd.key_group %}

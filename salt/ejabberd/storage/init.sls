@@ -18,7 +18,7 @@ ejabberd-storage-tool-installed:
     - source: salt://ejabberd/files/ejabberd-mnesia-storage.escript.jinja
     - template: jinja
     - context:
-        ejabberd: {{ {'node': ejabberd.node, 'dist_port': ejabberd.dist_port,
+        ejabberd: {{ {'node': ejabberd.node, 'dist_port': ejabberd.dist_port, 'dist_flags': ejabberd.dist_flags,
                       'home': ejabberd.cookie_file.rsplit('/', 1)[0]} | json }}
     - user: root
     - group: root

@@ -2,6 +2,9 @@
 {%- from tplroot ~ '/map.jinja' import haproxy with context %}
 include:
   - haproxy.package
+{%- for sls in haproxy.ca_sls %}
+  - {{ sls }}
+{%- endfor %}
 
 haproxy-config-tcp-passthrough-to-cluster:
   file.managed:
@@ -16,3 +19,6 @@ haproxy-config-tcp-passthrough-to-cluster:
     - check_cmd: haproxy -c -f
     - require:
       - pkg: haproxy-package-installed
+{%- for sls in haproxy.ca_sls %}
+      - sls: {{ sls }}
+{%- endfor %}
