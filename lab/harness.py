@@ -375,6 +375,10 @@ class Machine:
             "systemd-nspawn", "-b", "--register=no", "--keep-unit", "--quiet",
             "-D", str(self.merged), f"--machine={self.name}",
             f"--network-namespace-path={netns}",
+            # The network namespace is the machine's own: its firewall (nftables.service,
+            # salt/firewall) needs CAP_NET_ADMIN there, as on a VM. nspawn grants it with
+            # --private-network only, not with a namespace path.
+            "--capability=CAP_NET_ADMIN",
             "--resolv-conf=off", "--timezone=off", "--link-journal=no",
             "--console=read-only",
             f"--bind-ro={CHECKOUT}:{CHECKOUT_IN_MACHINE}:norbind",

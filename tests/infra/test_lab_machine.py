@@ -69,6 +69,72 @@ def test_own_address_is_configured(host: testinfra.host.Host, pillar: dict[str, 
     assert address in addresses
 
 
+# --------------------------------------------------------------------------- firewall
+
+FIREWALL_TABLE = "lab_firewall"  # salt/firewall/parameters/defaults.yaml
+FIREWALL_DEFAULT = {"ssh": {"ports": [22], "protocol": "tcp", "sources": []}}
+
+
+def nft_set(items: list[Any]) -> str:
+    """How `nft list` prints a match on these values (one value: no braces)."""
+    return str(items[0]) if len(items) == 1 else "{ " + ", ".join(map(str, items)) + " }"
+
+
+def firewall_rules(pillar: dict[str, Any]) -> set[str]:
+    """The accept rules the pillar's services give (salt/firewall/files)."""
+    services = {**FIREWALL_DEFAULT, **pillar.get("firewall", {}).get("services", {})}
+    rules = set()
+    for service in services.values():
+        match = f"{service.get('protocol', 'tcp')} dport {nft_set(service['ports'])} accept"
+        sources = service.get("sources") or []
+        v4 = [s for s in sources if ":" not in s]
+        v6 = [s for s in sources if ":" in s]
+        if not sources:
+            rules.add(match)
+        if v4:
+            rules.add(f"ip saddr {nft_set(v4)} {match}")
+        if v6:
+            rules.add(f"ip6 saddr {nft_set(v6)} {match}")
+    return rules
+
+
+@pytest.mark.role("any")
+def test_firewall_drops_all_inbound_but_the_role_services(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    assert host.package("nftables").is_installed
+    assert host.service("nftables").is_enabled  # the ruleset comes back at boot
+    listed = host.check_output(f"nft list table inet {FIREWALL_TABLE}")
+    lines = {line.strip() for line in listed.splitlines()}
+    assert "type filter hook input priority filter; policy drop;" in lines
+    assert {'iif "lo" accept', "ct state established,related accept"} <= lines
+    accepts = {line for line in lines if "dport" in line}
+    assert accepts == firewall_rules(pillar), listed
+    # SSH from anywhere, whatever the role: never cut Vagrant's session.
+    assert "tcp dport 22 accept" in lines
+    # The only input chain that filters (no other table drops what this one accepts).
+    chains = host.check_output("nft list chains")
+    assert chains.count("hook input") == 1, chains
+
+
+@pytest.mark.role("ejabberd")
+def test_firewall_lets_clients_in_only_from_the_balancer(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    machines = pillar["lab"]["machines"]
+    balancers = sorted(m["address"] for m in machines.values() if m["role"] == "haproxy")
+    me = pillar["_minion_id"]
+    members = pillar["lab"]["cluster"].get(machines[me].get("cluster"), [])
+    peers = [pillar["lab"]["hosts"][m] for m in members if m != me]
+    listed = host.check_output(f"nft list table inet {FIREWALL_TABLE}")
+    assert f"ip saddr {nft_set(balancers)} tcp dport {{ 5222, 5223 }} accept" in listed
+    dist_port = int(pillar.get("ejabberd", {}).get("dist_port", 4370))
+    if peers:
+        assert f"ip saddr {nft_set(peers)} tcp dport {dist_port} accept" in listed
+    for port in (3306, 4369, 5280, 5269):
+        assert f" {port} " not in listed and f"dport {port} " not in listed, port
+
+
 # --------------------------------------------------------------------------- lab TLS
 
 def check_certificate(host: testinfra.host.Host, domain: str) -> None:
@@ -219,6 +285,41 @@ def test_erlang_distribution_and_epmd_stay_off_other_networks(
 
 
 @pytest.mark.role("ejabberd")
+def test_erlang_distribution_speaks_tls_with_the_lab_certificate(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    """inet_tls for the node and every VM ejabberdctl starts; peers verified both ways."""
+    ej = pillar.get("ejabberd", {})
+    tls = ej.get("dist_tls", {})
+    assert tls.get("enabled"), "the lab runs the distribution over TLS"
+    optfile = tls.get("optfile", "/etc/ejabberd/inet_tls_dist.conf")
+    flags = f"-proto_dist inet_tls -ssl_dist_optfile {optfile}"
+    assert flags in host.file("/etc/default/ejabberd").content_string
+    pid = host.check_output("systemctl show -p MainPID --value ejabberd")
+    beam = host.check_output("pgrep -u ejabberd -f 'beam.smp.*-proto_dist inet_tls' | head -1")
+    assert beam, f"no beam.smp with -proto_dist inet_tls (ejabberd main PID {pid})"
+    conf = host.file(optfile)
+    assert (conf.user, conf.group, conf.mode) == ("root", "ejabberd", 0o640)
+    text = conf.content_string
+    domain = domain_of(pillar, "ejabberd")
+    for needed in ("{verify, verify_peer}", "{fail_if_no_peer_cert, true}",
+                   f'{{certfile, "{CERT_DIR}/{domain}.crt"}}',
+                   f'{{keyfile, "{KEY_DIR}/{domain}.key"}}',
+                   f'{{cacertfile, "{tls.get("cacertfile", CA_TRUST)}"}}'):
+        assert needed in text, needed
+    assert text.count("{verify, verify_peer}") == 2  # server and client side
+    # The port itself: a TLS server whose certificate the lab CA verifies and that
+    # names this machine (the host part of the node name the peers dial).
+    address = pillar["lab"]["hosts"][pillar["_minion_id"]]
+    dist_port = int(ej.get("dist_port", 4370))
+    out = host.run(f"openssl s_client -connect {address}:{dist_port} -CAfile {CA_TRUST} "
+                   f"-verify_hostname {pillar['_minion_id']} -verify_return_error </dev/null")
+    assert "Verify return code: 0 (ok)" in out.stdout, out.stdout[-1500:] + out.stderr[-500:]
+    # ejabberdctl (its own VM over the same TLS distribution) still answers.
+    assert host.run("ejabberdctl status").rc == 0
+
+
+@pytest.mark.role("ejabberd")
 def test_ejabberd_config_values(host: testinfra.host.Host, pillar: dict[str, Any]) -> None:
     cfg = host.file("/etc/ejabberd/ejabberd.yml")
     assert (cfg.user, cfg.group, cfg.mode) == ("root", "ejabberd", 0o640)
@@ -303,6 +404,25 @@ def test_haproxy_package_service_and_config(host: testinfra.host.Host) -> None:
     assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
     cfg = host.file("/etc/haproxy/haproxy.cfg").content_string
     assert "mode tcp" in cfg and "send-proxy" in cfg
+
+
+@pytest.mark.role("haproxy")
+def test_haproxy_checks_the_nodes_at_the_xmpp_level(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    cfg = host.file("/etc/haproxy/haproxy.cfg").content_string
+    domain = domain_of(pillar, "ejabberd")
+    assert cfg.count(f"tcp-check send \"<?xml version='1.0'?><stream:stream to='{domain}'") == 2
+    assert cfg.count('tcp-check expect string "<stream:features"') == 2
+    ca = pillar["haproxy"]["check_ca_file"]
+    assert host.file(ca).content_string.strip() == pillar["labtls"]["ca"]["cert"].strip()
+    servers = [line.split() for line in cfg.splitlines() if line.strip().startswith("server ")]
+    tls = [s for s in servers if s[2].endswith(":5223")]
+    assert tls and len(tls) * 2 == len(servers)
+    for s in tls:  # the direct-TLS check verifies the node's certificate for the domain
+        opts = " ".join(s[3:])
+        assert f"check-ssl check-sni {domain} verify required ca-file {ca} verifyhost {domain}" \
+            in opts, opts
 
 
 @pytest.mark.role("haproxy")

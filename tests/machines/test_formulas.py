@@ -33,6 +33,7 @@ IN_STATE = f"{harness.CHECKOUT_IN_MACHINE}/lab/state"
 # formula -> (machine, the formulas whose pillar.example it gets, what else it needs)
 CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "ejabberd": ("f-ejabberd", ["ejabberd"], []),
+    "firewall": ("f-firewall", ["firewall"], []),
     "haproxy": ("f-haproxy", ["haproxy"], []),
     "labtls": ("f-labtls", ["labtls"], ["ca"]),
     "prosody": ("f-prosody", ["prosody", "mariadb"], []),
@@ -150,3 +151,11 @@ def test_standalone_haproxy_and_labtls(applied: dict[str, Solo]) -> None:
     m = applied["labtls"].machine
     m.run(["openssl", "verify", "-CAfile", "/usr/local/share/ca-certificates/xmpp-tool-lab-ca.crt",
            "/etc/ssl/lab/chat.example.test.crt"])
+
+
+def test_standalone_firewall_loads_its_table(applied: dict[str, Solo]) -> None:
+    m = applied["firewall"].machine
+    rules = m.run(["nft", "list", "table", "inet", "lab_firewall"]).stdout
+    assert "policy drop;" in rules
+    assert "tcp dport 22 accept" in rules
+    assert "ip saddr 192.0.2.0/24 tcp dport { 5222, 5223 } accept" in rules
