@@ -387,6 +387,12 @@ class Machine:
         if self.manifest_path is not None:
             rel = manifest.MANIFEST.relative_to(CHECKOUT)
             cmd.append(f"--bind-ro={self.manifest_path}:{CHECKOUT_IN_MACHINE}/{rel}:norbind")
+        groups = machine_cgroups(self.name)
+        for group in groups:
+            group.mkdir(exist_ok=True)
+        # The shell moves itself into the machine's cgroups, then becomes nspawn.
+        cmd = ["sh", "-c", 'for g; do [ "$g" = -- ] && break; echo $$ >"$g/cgroup.procs"; '
+               'shift; done; shift; exec "$@"', "sh", *map(str, groups), "--", *cmd]
         with open(self.logfile, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -621,6 +627,33 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+# Without systemd on the host every nspawn starts in the root cgroup and puts its
+# payload in /payload: all machines (of every lab on the host) would share
+# /payload/system.slice/<unit>, so one machine's systemd waits for, and at its stop
+# timeout kills, another machine's service processes. Each machine gets its own
+# cgroup (in the hierarchies nspawn uses) before nspawn starts.
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
+
+
+def machine_cgroups(name: str) -> list[Path]:
+    roots = [r for r in CGROUP_ROOTS if (r / "cgroup.procs").exists()]
+    if not roots and Path("/sys/fs/cgroup/cgroup.controllers").exists():  # pure cgroup v2
+        roots = [Path("/sys/fs/cgroup")]
+    return [r / f"{PREFIX}-{name}" for r in roots]
+
+
+def remove_cgroups(name: str) -> None:
+    """Empty cgroups of the machine, deepest first (what nspawn left, then its own)."""
+    for top in machine_cgroups(name):
+        if not top.exists():
+            continue
+        dirs = sorted((p for p in top.rglob("*") if p.is_dir()),
+                      key=lambda p: len(p.parts), reverse=True)
+        for d in [*dirs, top]:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
 def teardown_machine(name: str, timeout: float = 20.0) -> None:
     pids = _nspawn_pids(name)
     for pid in pids:
@@ -642,6 +675,7 @@ def teardown_machine(name: str, timeout: float = 20.0) -> None:
     if _netns_exists(BRIDGE_NS):
         sh("ip", "-n", BRIDGE_NS, "link", "del", f"v-{name}"[:15], check=False, capture=True)
     shutil.rmtree(RUN_DIR / name, ignore_errors=True)
+    remove_cgroups(name)
 
 
 def down() -> None:
