@@ -12,7 +12,7 @@ import shutil
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class LabRun:
     lab: harness.Lab
     state_dir: Path
     first: dict[str, harness.ApplyResult]
-    accounts: dict[str, dict[str, Any]]
+    accounts: dict[str, dict[str, Any]] = field(repr=False)  # passwords: never in a failure report
 
     @property
     def release(self) -> str:
