@@ -109,8 +109,10 @@ def test_upload_put_and_verified_get(lab: LabRun, service: str) -> None:
         for url in (put, get):
             assert urlsplit(url).hostname == ENTRY[service], url
         ports.add(urlsplit(put).port)
-        forged = put.rsplit("/", 2)[0] + "/forged/lab.bin"  # no slot: refused
-        assert https("PUT", forged, cafile, content)[0] in (401, 403, 404)
+        # No slot: refused (one byte: ejabberd 23.01 answers before reading a larger
+        # body and closes the connection under the client's feet).
+        forged = put.rsplit("/", 2)[0] + "/forged/lab.bin"
+        assert https("PUT", forged, cafile, b"x")[0] in (401, 403, 404)
         status, _ = https("PUT", put, cafile, content,
                           {**headers, "Content-Type": "application/octet-stream"})  # fmt: skip
         assert status in (200, 201), (put, status)
