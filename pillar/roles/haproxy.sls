@@ -23,7 +23,10 @@ haproxy:
       port: {{ port }}
       backend_port: {{ lab.upload.node_port }}
       servers: [{{ name }}]
-      check: tcp  # HTTPS, not XMPP
+      # HTTPS, not XMPP: the check is a verified TLS handshake (a connect alone
+      # succeeds on a wedged node: the kernel accepts for it).
+      check: tcp
+      tls: true
 {%- endfor %}
 # What this machine answers, and to whom (salt/firewall; SSH from anywhere is its
 # default). One service per line: name: {ports: [...], sources: [...]}, [] = anywhere.
