@@ -67,14 +67,21 @@ class LabRun:
         return self.lab.release
 
 
+def fresh_state(release: str, rootfs_builds: dict[str, Future[Path]],
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Once the release's rootfs is built: a new state dir (secrets, CA) for a lab of
+    that release, and its client accounts."""
+    if release in rootfs_builds:
+        rootfs_builds[release].result()
+    state_dir = harness.make_state_dir(tmp_path_factory.mktemp(f"state-{release}"))
+    return state_dir, tomllib.loads((state_dir / "client.toml").read_text())["accounts"]
+
+
 @pytest.fixture(scope="module", params=harness.RELEASES)
 def lab(request: pytest.FixtureRequest, rootfs_builds: dict[str, Future[Path]],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     release: str = request.param
-    if release in rootfs_builds:
-        rootfs_builds[release].result()
-    state_dir = harness.make_state_dir(tmp_path_factory.mktemp(f"state-{release}"))
-    accounts = tomllib.loads((state_dir / "client.toml").read_text())["accounts"]
+    state_dir, accounts = fresh_state(release, rootfs_builds, tmp_path_factory)
     with harness.lab(release, state_dir) as the_lab:
         first = the_lab.apply_all()
         yield LabRun(the_lab, state_dir, first, accounts)

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import time
-import tomllib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab import harness, manifest
-from tests.machines.conftest import LabRun
+from tests.machines.conftest import LabRun, fresh_state
 from tests.machines.test_lab import (
     CLUSTER,
     LB,
@@ -94,10 +93,7 @@ def lab(request: pytest.FixtureRequest, rootfs_builds: dict[str, Future[Path]],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapturedLab]:
     """Like conftest's lab, with the first apply captured on the bridge (dist port)."""
     release: str = request.param
-    if release in rootfs_builds:
-        rootfs_builds[release].result()
-    state_dir = harness.make_state_dir(tmp_path_factory.mktemp(f"state-{release}"))
-    accounts = tomllib.loads((state_dir / "client.toml").read_text())["accounts"]
+    state_dir, accounts = fresh_state(release, rootfs_builds, tmp_path_factory)
     pcap = state_dir.parent / f"dist-{release}.pcap"
     with harness.lab(release, state_dir) as the_lab:
         dump = subprocess.Popen(
