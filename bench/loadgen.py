@@ -818,26 +818,6 @@ def accounts(prefix: str, count: int, domain: str, password: str) -> list[Accoun
     return [Account(f"{prefix}{i}@{domain}", password) for i in range(count)]
 
 
-def piefxis(domain: str, users: dict[str, str]) -> str:
-    """A XEP-0227 file creating ``users`` (name -> password) on ``domain``.
-
-    ``ejabberdctl import_piefxis FILE`` reads it, so passwords never appear on a
-    command line (``ejabberdctl register USER HOST PASSWORD`` would show them in ps).
-    """
-
-    def esc(text: str) -> str:
-        return (
-            text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("'", "&apos;").replace('"', "&quot;")
-        )  # fmt: skip
-
-    rows = "".join(f"    <user name='{esc(u)}' password='{esc(p)}'/>\n" for u, p in users.items())
-    return (
-        "<?xml version='1.0' encoding='UTF-8'?>\n<server-data xmlns='urn:xmpp:pie:0'>\n"
-        f"  <host jid='{esc(domain)}'>\n{rows}  </host>\n</server-data>\n"
-    )
-
-
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -859,28 +839,13 @@ def local_ejabberd(prefix: str, rprefix: str, n: int, r: int, password: str) -> 
         srv = started["ejabberd"]
         users = {f"{prefix}{i}": password for i in range(n)}
         users.update({f"{rprefix}{i}": password for i in range(r)})
-        import_users_local(srv, users)
+        try:
+            srv.register_many(users)  # a XEP-0227 import: no password on a command line
+        except servers.ServerError as exc:
+            raise LoadError(f"local ejabberd accounts: {exc}", EX_UNAVAILABLE) from exc
         yield srv
     finally:
         cm.__exit__(None, None, None)
-
-
-def import_users_local(srv: Any, users: dict[str, str]) -> None:
-    import pwd
-
-    xml = Path(srv.workdir) / f"load-users-{secrets.token_hex(4)}.xml"
-    fd = os.open(xml, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(piefxis(srv.domain, users))
-    try:
-        if srv.run_user:
-            pw = pwd.getpwnam(srv.run_user)
-            os.chown(xml, pw.pw_uid, pw.pw_gid)
-        res = srv.ctl("import_piefxis", str(xml), timeout=300)
-    finally:
-        xml.unlink(missing_ok=True)
-    if res.returncode != 0:
-        raise LoadError(f"import_piefxis failed: {res.stdout}{res.stderr}", EX_UNAVAILABLE)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -455,7 +455,7 @@ class EjabberdServer(XmppServer):
             if self.run_user:
                 pw = pwd.getpwnam(self.run_user)
                 os.chown(xml, pw.pw_uid, pw.pw_gid)
-            res = self.ctl("import_piefxis", str(xml))
+            res = self.ctl("import_piefxis", str(xml), timeout=300)  # bench: thousands
         finally:
             xml.unlink(missing_ok=True)
         if res.returncode != 0 or "error" in res.stdout.lower():
