@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import secrets
 import shutil
 import subprocess
@@ -50,8 +51,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import lab_load, loadgen, tsung_report
+from bench import cpu, lab_load, loadgen, tsung_report
 from lab import manifest
+from lab.harness import machine_cgroups
 
 EX_OK, EX_LOST, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM = 0, 1, 64, 65, 69, 77
 DTD = "/usr/share/tsung/tsung-1.0.dtd"
@@ -185,6 +187,11 @@ def scrub_logdir(logdir: Path, password: str) -> None:
                 f.write_bytes(data.replace(password.encode(), b"<password>"))
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_tsung(
     scenario: Path, logdir: Path, deadline: float, tsung: str = "tsung"
 ) -> subprocess.CompletedProcess[str]:
@@ -309,9 +316,16 @@ def run_lab_tsung(
         logdir = tmp / "log"
         logdir.mkdir()
         started = datetime.now(UTC)
+        cgroups = {name: machine_cgroups(name) for name in machines}
+        before = cpu.take(cgroups)
+        children = _children_cpu()
         t = time.monotonic()
         proc = run_tsung(scenario, logdir, spec.deadline, spec.tsung)
         report["tsung_seconds"] = round(time.monotonic() - t, 1)
+        after = cpu.take(cgroups)
+        # The generator is tsung's Erlang VM, a child of this process (cpu.take counts
+        # only this process's own CPU).
+        after.generator += _children_cpu() - children
         report["tsung_rc"] = proc.returncode
         scrub_logdir(logdir, password)
         if spec.keep_logs is not None:
@@ -324,6 +338,7 @@ def run_lab_tsung(
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
             raise tsung_report.ReportError(f"{exc}; tsung said: {' | '.join(tail)}") from exc
         report["result"] = rep.as_dict()
+        report["cpu"] = cpu.breakdown(before, after, rep.acked)
         report["latencies_ms"] = rep.latencies_ms
         if spec.audit:
             t = time.monotonic()
@@ -352,6 +367,8 @@ def describe(report: dict[str, Any]) -> str:
             f"  MAM audit: found {a['found']}   LOST {a['lost']}   duplicates {a['duplicates']}"
             f"   found unacked {a['found_unacked']}"
         )
+    if "cpu" in report:
+        lines.append(cpu.describe(report["cpu"]))
     if "error" in report:
         lines.append(f"  error: {report['error']}")
     return "\n".join(lines)
