@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from bench import tsung_lab
 
 
@@ -62,3 +64,11 @@ def test_message_fun_builds_loadgen_ids_bodies_and_recipients() -> None:
     assert "<message id='~s' to='loadrcpt~B@ej.lab.test' type='chat'>" in code
     assert "<body>xt-load ~s</body></message><r xmlns='urn:xmpp:sm:3'/>" in code
     assert code.endswith("end.")
+
+
+def test_cli_usage_errors_exit_64_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert tsung_lab.main(["--senders", "0"]) == 64
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tsung_lab: ") and "\n" not in err
+    assert tsung_lab.main(["--deadline", "5"]) == 64
+    assert tsung_lab.main(["--no-such-option"]) == 64
