@@ -19,7 +19,9 @@ totals), plus the transactions it counted (``tr_msg``) as a cross-check.
 
 ``python bench/tsung_report.py LOGDIR [--json FILE]`` reduces a kept log directory.
 Exit codes: 0 reduced; 65 the run is empty or aborted (no dump, or no message sent,
-or nothing acknowledged: one line on stderr); 64 usage.
+or nothing acknowledged: one line on stderr), or its traffic log is incomplete (tsung
+counted more transactions or clients than it logged; the figures are printed, of the
+logged part only); 64 usage.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class TsungReport:
     msgs_per_s: float | None = None
     send_seconds: float | None = None  # first message sent -> last ack
     login_seconds: float | None = None  # first client started -> first message sent
+    incomplete: str | None = None  # the traffic log misses part of the run (why)
     acked_ids: list[str] = field(default_factory=list, repr=False)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -170,6 +173,13 @@ def reduce_run(dump: Iterable[str], log: Iterable[str] = ()) -> TsungReport:
         )
     rep.acked = len(acked_ids)
     rep.unacked = len(sends) - rep.acked
+    if rep.transactions > rep.acked or rep.clients_ended < rep.clients_started:
+        # tsung counted more acked transactions (or client starts) than its traffic
+        # log shows: the controller stopped before writing all of it.
+        rep.incomplete = (
+            f"tsung.dump incomplete: {rep.acked} acks of {rep.transactions} transactions, "
+            f"{rep.clients_ended} of {rep.clients_started} client ends"
+        )
     if not rep.acked:
         raise ReportError(
             f"tsung sent {rep.sent} messages and none was acknowledged "
@@ -220,6 +230,7 @@ def format_report(rep: TsungReport) -> str:
             f"  {rep.msgs_per_s if rep.msgs_per_s is not None else '-'} msgs/s over "
             f"{rep.send_seconds} s (logins {rep.login_seconds} s)",
             f"  errors: {errors}",
+            *([f"  INCOMPLETE: {rep.incomplete}"] if rep.incomplete else []),
         ]
     )
 
@@ -228,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="bench/tsung_report.py",
         description="Reduce a tsung log directory of bench/tsung_lab.py's scenario.",
-        epilog="exit codes: 0 reduced, 64 usage, 65 empty or aborted run",
+        epilog="exit codes: 0 reduced, 64 usage, 65 empty, aborted or incompletely logged run",
     )
     p.add_argument("logdir", type=Path)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
@@ -244,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(rep))
     if args.json:
         args.json.write_text(json.dumps(rep.as_dict(), indent=1) + "\n")
+    if rep.incomplete:
+        print(f"tsung_report: {rep.incomplete}", file=sys.stderr)
+        return EX_DATAERR
     return EX_OK
 
 

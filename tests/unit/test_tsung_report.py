@@ -96,3 +96,23 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err.strip()
     assert err.startswith("tsung_report: ") and "\n" not in err
     assert tsung_report.main(["--no-such-option"]) == 64
+
+
+def test_a_traffic_log_that_misses_part_of_the_run_is_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tsung's controller can stop before writing its whole traffic log: its own
+    transaction count (tsung.log) then exceeds the acks in tsung.dump."""
+    run = tmp_path / "20261128-1610"
+    run.mkdir()
+    (run / "tsung.dump").write_text((FIXTURES / "ok" / "tsung.dump").read_text())
+    (run / "tsung.log").write_text("stats: tr_msg 5 1 1 1 1 1 5\n")
+    rep = tsung_report.reduce_dir(tmp_path)
+    assert rep.incomplete == "tsung.dump incomplete: 3 acks of 5 transactions, 2 of 2 client ends"
+    assert rep.acked == 3  # the figures of the logged part are still given
+    assert tsung_report.main([str(tmp_path)]) == 65
+    captured = capsys.readouterr()
+    assert "INCOMPLETE" in captured.out
+    assert captured.err.strip().startswith("tsung_report: tsung.dump incomplete")
+    complete = tsung_report.reduce_dir(FIXTURES / "ok")
+    assert complete.incomplete is None

@@ -49,6 +49,8 @@ def test_scenario_is_bounded_starts_every_sender_and_holds_no_password() -> None
     ]
     starttls = next(j for j in root.iter("jabber") if j.get("type") == "starttls")
     assert starttls.get("cacertfile") == "/s/ca.crt"
+    linger = root.find("sessions/session/thinktime")  # the traffic log drains meanwhile
+    assert linger is not None and linger.get("value") == "15"
     loop = root.find("sessions/session/for")
     assert loop is not None and loop.get("to") == "%%_count%%"
     auth = root.find(".//xmpp_authenticate")
