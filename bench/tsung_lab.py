@@ -346,7 +346,8 @@ def run_lab_tsung(
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
             raise tsung_report.ReportError(f"{exc}; tsung said: {' | '.join(tail)}") from exc
         report["result"] = rep.as_dict()
-        report["cpu"] = cpu.breakdown(before, after, rep.acked)
+        # Per message: every message tsung sent, even those its traffic log missed.
+        report["cpu"] = cpu.breakdown(before, after, max(rep.acked, rep.transactions))
         report["latencies_ms"] = rep.latencies_ms
         if spec.audit:
             t = time.monotonic()
