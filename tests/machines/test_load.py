@@ -113,6 +113,9 @@ def test_load_through_lb_loses_nothing(lab: LabRun) -> None:
     assert res["found"] == res["acked"], _explain(report)
     # Nothing disturbed this run: every message was sent and acknowledged.
     assert res["acked"] == 500, _explain(report)
+    # Where the CPU went: every node's own cgroup was read (a count, not a time).
+    assert set(nodes(lab)) <= set(report["cpu"]["parts"]), report["cpu"]
+    assert all(report["cpu"]["parts"][n]["cpu_s"] > 0 for n in nodes(lab)), report["cpu"]
 
 
 def test_failover_under_load_loses_nothing_and_node_rejoins(lab: LabRun) -> None:
