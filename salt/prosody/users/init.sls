@@ -33,6 +33,12 @@ prosody-user-{{ jid }}-registered:
     - stdin: {{ (user.password ~ '\n' ~ user.password ~ '\n') | json }}
     - output_loglevel: quiet
     - unless: {{ (exists ~ ' && grep -qx ' ~ digest ~ ' ' ~ marker) | json }}
+    {#- Right after prosody's first start the first registration sometimes fails (seen
+        once in a few first applies since one apt transaction made the apply faster):
+        prosody sets up its SQL store as it starts, beside this prosodyctl. #}
+    - retry:
+        attempts: 3
+        interval: 2
     - require:
       - service: prosody-service-running
       - file: prosody-users-marker-directory-present
