@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -275,11 +276,13 @@ def describe(report: dict[str, Any]) -> str:
             f" {r['back_p50_s']} s max {r['back_max_s']} s"
             + (f"  ERROR {r['error']}" if r["error"] else "")
         )
+    for why, n in report.get("refused_reasons", {}).items():
+        lines.append(f"  refused {n}x: {why}")
     if "partition" in report:
         p = report["partition"]
         lines.append(
-            f"  partition {p.get('start_t')}..{p.get('healed_t')} s:"
-            f" {p.get('ports')}; error {p.get('error')}"
+            f"  partition {p.get('start_t')}..{p.get('healed_t')} s ({p.get('start_wall')} .."
+            f" {p.get('healed_wall')}): {p.get('ports')}; error {p.get('error')}"
         )
         for snap in p.get("list_cluster", []):
             lines.append(f"    list_cluster at {snap['t']} s ({snap['phase']}): {snap['nodes']}")
@@ -369,8 +372,9 @@ def isolate(ports: list[str], on: bool) -> None:
 def log_mark(
     machines: Mapping[str, lab_load.MachineLike], nodes: tuple[str, ...]
 ) -> dict[str, int]:
-    """Lines in each node's ejabberd logs now (to read only what comes after)."""
-    cmd = "cat /var/log/ejabberd/ejabberd.log /var/log/ejabberd/error.log 2>/dev/null | wc -l"
+    """Lines in each node's ejabberd log now (to read only what comes after); the log
+    has every level (error.log repeats its errors)."""
+    cmd = "cat /var/log/ejabberd/ejabberd.log 2>/dev/null | wc -l"
     out = {}
     for n in nodes:
         res = machines[n].run(["sh", "-c", cmd], check=False)
@@ -384,12 +388,20 @@ def cluster_log(
     """The ejabberd log lines about the cluster link written since ``mark``."""
     out = {}
     for n in nodes:
+        # An Erlang term in a log entry spans lines: join them to the entry first.
         cmd = (
-            "cat /var/log/ejabberd/ejabberd.log /var/log/ejabberd/error.log 2>/dev/null"
-            f" | tail -n +{mark.get(n, 0) + 1} | grep -E '{CLUSTER_LOG}' | head -40"
+            "cat /var/log/ejabberd/ejabberd.log 2>/dev/null"
+            f" | tail -n +{mark.get(n, 0) + 1} | {JOIN_ENTRIES}"
+            f" | grep -E '{CLUSTER_LOG}' | head -40"
         )
         out[n] = machines[n].run(["sh", "-c", cmd], check=False).stdout.splitlines()
     return out
+
+
+JOIN_ENTRIES = (
+    "awk '/^[0-9][0-9][0-9][0-9]-/ {if (e) print e; e = $0; next}"
+    ' {sub(/^ +/, " "); e = e $0} END {if (e) print e}\''
+)
 
 
 # haproxy's admin socket, one command per connection (run by the lb's python3).
@@ -463,6 +475,7 @@ def partition_cycle(
     snap("before")
     try:
         rec["start_t"] = rel()
+        rec["start_wall"] = datetime.now(UTC).isoformat()
         isolate(ports, True)
         end = time.monotonic() + o.partition
         while time.monotonic() < end - 10:
@@ -474,6 +487,7 @@ def partition_cycle(
     finally:
         isolate(ports, False)
         rec["healed_t"] = rel()
+        rec["healed_wall"] = datetime.now(UTC).isoformat()
     end = time.monotonic() + o.observe
     while time.monotonic() < end:
         snap("healed")
@@ -653,6 +667,10 @@ def run(
         gen = box[0]
         report["result"] = res.as_dict()
         report["visits"] = visits
+        # What the refusals said (error stanzas after the ack), by condition and text.
+        report["refused_reasons"] = dict(
+            collections.Counter(m.bounced for m in gen.messages.values() if m.bounced)
+        )
         end = float(res.events[-1]["t"]) if res.events else 0.0
         spans = outages(res.events, end)
         report["outages"] = spans
