@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import loadgen
+from bench import cpu, loadgen
 from lab import manifest
+from lab.harness import machine_cgroups
 
 # The ejabberd cluster of the lab manifest (the first is the seed); functions below
 # take another list for another manifest (e.g. a three-node lab).
@@ -361,7 +362,10 @@ def run_lab_load(
         gen.at_acked(max(1, int(spec.messages * spec.kill_at)), kill)
 
     try:
+        cgroups = {name: machine_cgroups(name) for name in machines}
+        before = cpu.take(cgroups)
         res = loadgen.run_load(cfg, setup)
+        report["cpu"] = cpu.breakdown(before, cpu.take(cgroups), res.acked)
         report["result"] = res.as_dict(with_latencies=True)
         if failover:
             report["kill"] = kill_info
@@ -403,6 +407,8 @@ def verdict(report: dict[str, Any]) -> list[str]:
 def describe(report: dict[str, Any]) -> str:
     r = loadgen.Result(**{k: v for k, v in report["result"].items()})
     lines = [f"== {report['mode']} via lb {report['target']}", loadgen.format_result(r)]
+    if "cpu" in report:
+        lines.append(cpu.describe(report["cpu"]))
     if "kill" in report:
         k = report["kill"]
         lines.append(

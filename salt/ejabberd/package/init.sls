@@ -1,6 +1,9 @@
 {#- dpkg would start ejabberd at install as ejabberd@localhost, and Mnesia binds its
     schema to that node name. A policy-rc.d (ours, marked) keeps it from starting
-    during the first install only; an existing policy-rc.d is left alone. #}
+    during the first install only; an existing policy-rc.d is left alone.
+    `order: 1` puts the guard ahead of every pkg state of the highstate, not only
+    ours: with `state_aggregate` for pkg (lab/minion) the ejabberd package is installed
+    by whichever pkg state runs first, and Salt checks only that state's requisites. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import ejabberd with context %}
 {%- set installed = "dpkg-query -W -f='${Status}' ejabberd 2>/dev/null | grep -q 'ok installed'" %}
@@ -13,6 +16,7 @@ ejabberd-package-daemon-start-blocked-during-install:
   cmd.run:
     - name: {{ ("printf '#!/bin/sh\\n# " ~ marker ~ "\\nexit 101\\n' > " ~ policy ~ " && chmod 0755 " ~ policy) | json }}
     - unless: {{ (installed ~ ' || test -e ' ~ policy) | json }}
+    - order: 1
 
 ejabberd-package-installed:
   pkg.installed:
