@@ -716,6 +716,25 @@ def run(
 # ------------------------------------------------------------------------------ CLI
 
 
+# The numeric options: (field of Options, help); the flag is the field's name with
+# dashes, its type and default the field's.
+NUMERIC = (
+    ("duration", "seconds of load"),
+    ("rate", "messages per second, all senders together"),
+    ("senders", "paced senders"),
+    ("recipients", "recipients of the messages (the visitors log in as them)"),
+    ("inflight", "unacknowledged messages per sender"),
+    ("visitors", "clients that log in, read their archive's newest page, log out"),
+    ("visit_every", "mean seconds between a visitor's visits"),
+    ("kill_every", "seconds between kills, the first at half of it"),
+    ("down_for", "seconds a killed node stays down before the re-apply"),
+    ("rejoin_timeout", "seconds for every node to list every node again"),
+    ("partition", "instead of kills: cut the nodes' link for this many seconds"),
+    ("partition_at", "seconds into the load when the link is cut"),
+    ("observe", "seconds to watch after the heal before the audits"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = Options()
     p = argparse.ArgumentParser(
@@ -730,60 +749,14 @@ def build_parser() -> argparse.ArgumentParser:
         "69 unreachable, 77 TLS/auth or not root",
     )
     p.add_argument("--state-dir", type=Path, help="the lab's state dir (default: the harness's)")
-    p.add_argument("--duration", type=float, default=d.duration, help="seconds of load (1800)")
-    p.add_argument("--rate", type=float, default=d.rate, help="messages/s in all (100)")
-    p.add_argument("--senders", type=int, default=d.senders, help="senders (100)")
-    p.add_argument("--recipients", type=int, default=d.recipients, help="recipients (20)")
-    p.add_argument("--inflight", type=int, default=d.inflight, help="unacked per sender (5)")
-    p.add_argument(
-        "--visitors",
-        type=int,
-        default=d.visitors,
-        help="clients that log in, read their archive, log out (10)",
-    )
-    p.add_argument(
-        "--visit-every",
-        type=float,
-        default=d.visit_every,
-        help="mean seconds between a visitor's visits (30)",
-    )
-    p.add_argument(
-        "--kill-every",
-        type=float,
-        default=d.kill_every,
-        help="seconds between kills, the first at half of it (300)",
-    )
-    p.add_argument(
-        "--down-for",
-        type=float,
-        default=d.down_for,
-        help="seconds a killed node stays down before the re-apply (20)",
-    )
-    p.add_argument(
-        "--rejoin-timeout",
-        type=float,
-        default=d.rejoin_timeout,
-        help="seconds for every node to list every node again (180)",
-    )
-    p.add_argument(
-        "--partition",
-        type=float,
-        metavar="SECONDS",
-        default=0.0,
-        help="instead of kills: cut the nodes' link for SECONDS",
-    )
-    p.add_argument(
-        "--partition-at",
-        type=float,
-        default=d.partition_at,
-        help="seconds into the load when the link is cut (60)",
-    )
-    p.add_argument(
-        "--observe",
-        type=float,
-        default=d.observe,
-        help="seconds to watch after the heal before the audits (120)",
-    )
+    for name, text in NUMERIC:
+        default = getattr(d, name)
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=f"{text} ({default:g})",
+        )
     p.add_argument(
         "--discard-node",
         choices=lab_load.EJABBERD_NODES,
@@ -797,20 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
 def options(args: argparse.Namespace) -> Options:
     return Options(
         mode="partition" if args.partition else "soak",
-        duration=args.duration,
-        rate=args.rate,
-        senders=args.senders,
-        recipients=args.recipients,
-        inflight=args.inflight,
-        visitors=args.visitors,
-        visit_every=args.visit_every,
-        kill_every=args.kill_every,
-        down_for=args.down_for,
-        rejoin_timeout=args.rejoin_timeout,
-        partition=args.partition,
-        partition_at=args.partition_at,
-        observe=args.observe,
         discard_node=args.discard_node,
+        **{name: getattr(args, name) for name, _ in NUMERIC},
     )
 
 
