@@ -155,10 +155,45 @@ def outage_summary(spans: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def kill_rows(kills: list[dict[str, Any]], spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ack_latency(
+    samples: list[tuple[float, float]], windows: list[tuple[float, float]], inside: bool = True
+) -> dict[str, Any]:
+    """Ack latency (p50/p99/max, ms) of the messages sent inside ``windows`` (or, with
+    ``inside=False``, outside all of them); ``samples`` are (sent at s, latency ms)."""
+
+    def within(t: float) -> bool:
+        return any(a <= t < b for a, b in windows)
+
+    lat = [ms for t, ms in samples if within(t) == inside]
+    return {
+        "messages": len(lat),
+        "p50_ms": loadgen.percentile(lat, 50),
+        "p99_ms": loadgen.percentile(lat, 99),
+        "max_ms": max(lat) if lat else None,
+    }
+
+
+def kill_windows(kills: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(kill, rejoined) of each kill; a kill that never rejoined lasts until the next one
+    (or for ever)."""
+    out = []
+    for i, k in enumerate(kills):
+        nxt = float(kills[i + 1]["t"]) if i + 1 < len(kills) else float("inf")
+        end = k.get("rejoined_t")
+        out.append((float(k["t"]), float(end) if end is not None else nxt))
+    return out
+
+
+def kill_rows(
+    kills: list[dict[str, Any]],
+    spans: list[dict[str, Any]],
+    samples: list[tuple[float, float]] | None = None,
+) -> list[dict[str, Any]]:
     """One row per kill: the outages that began between this kill and the next are
-    this kill's (clients back p50/max)."""
+    this kill's (clients back p50/max); the ack latency of the messages sent from the
+    kill until every node listed every node again."""
     rows = []
+    windows = kill_windows(kills)
     for i, k in enumerate(kills):
         start = float(k["t"])
         stop = float(kills[i + 1]["t"]) if i + 1 < len(kills) else float("inf")
@@ -178,6 +213,7 @@ def kill_rows(kills: list[dict[str, Any]], spans: list[dict[str, Any]]) -> list[
                 "back_p50_s": loadgen.percentile(mine, 50),
                 "back_max_s": max(mine) if mine else None,
                 "error": k.get("error"),
+                "ack_until_rejoined": ack_latency(samples or [], [windows[i]]),
             }
         )
     return rows
@@ -275,6 +311,17 @@ def describe(report: dict[str, Any]) -> str:
             f" {r['rejoined']} at {r['rejoined_t']} s; clients back {r['clients']} p50"
             f" {r['back_p50_s']} s max {r['back_max_s']} s"
             + (f"  ERROR {r['error']}" if r["error"] else "")
+        )
+        a = r["ack_until_rejoined"]
+        lines.append(
+            f"    ack latency until rejoined: {a['messages']} msgs, p50 {a['p50_ms']} ms,"
+            f" p99 {a['p99_ms']} ms, max {a['max_ms']} ms"
+        )
+    if "ack_outside_kills" in report:
+        a = report["ack_outside_kills"]
+        lines.append(
+            f"  ack latency outside the kill windows: {a['messages']} msgs, p50"
+            f" {a['p50_ms']} ms, p99 {a['p99_ms']} ms, max {a['max_ms']} ms"
         )
     for why, n in report.get("refused_reasons", {}).items():
         lines.append(f"  refused {n}x: {why}")
@@ -677,7 +724,13 @@ def run(
         report["outage"] = outage_summary(spans)
         if o.mode == "soak":
             report["kills_raw"] = kills
-            report["kills"] = kill_rows(kills, spans)
+            samples = [
+                (m.sent_at - gen.t0, m.latency * 1000.0)
+                for m in gen.messages.values()
+                if m.sent_at is not None and m.latency is not None
+            ]
+            report["kills"] = kill_rows(kills, spans, samples)
+            report["ack_outside_kills"] = ack_latency(samples, kill_windows(kills), False)
         else:
             report["partition"] = part
             report["audits"] = audits_per_node(machines, gen, "after heal, nothing done", lb, nodes)

@@ -185,3 +185,27 @@ def test_verdict() -> None:
         "3 acknowledged messages lost",
         "the cluster is not whole at the end: {'ejabberd1': ['ejabberd@ejabberd1']}",
     ]
+
+
+def test_ack_latency_inside_and_outside_the_kill_windows() -> None:
+    samples = [(10.0, 5.0), (150.5, 4000.0), (160.0, 6000.0), (200.0, 7.0), (460.0, 3000.0)]
+    kills = [kill(150, "ejabberd1"), kill(450, "ejabberd2")]  # rejoined 40 s after each
+    windows = soak.kill_windows(kills)
+    assert windows == [(150.0, 190.0), (450.0, 490.0)]
+    assert soak.ack_latency(samples, windows) == {
+        "messages": 3,
+        "p50_ms": 4000.0,
+        "p99_ms": 6000.0,
+        "max_ms": 6000.0,
+    }
+    outside = soak.ack_latency(samples, windows, inside=False)
+    assert (outside["messages"], outside["max_ms"]) == (2, 7.0)
+    rows = soak.kill_rows(kills, [], samples)
+    assert [r["ack_until_rejoined"]["messages"] for r in rows] == [2, 1]
+
+
+def test_a_kill_that_never_rejoined_lasts_until_the_next() -> None:
+    kills = [{"node": "ejabberd1", "t": 150}, {"node": "ejabberd2", "t": 450, "rejoined_t": 500}]
+    assert soak.kill_windows(kills) == [(150.0, 450.0), (450.0, 500.0)]
+    assert soak.kill_windows(kills[:1]) == [(150.0, float("inf"))]
+    assert soak.ack_latency([], [(0.0, 1.0)])["p50_ms"] is None
