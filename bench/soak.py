@@ -236,6 +236,7 @@ class Options:
     partition_at: float = 60.0
     observe: float = 120.0
     discard_node: str = lab_load.EJABBERD_NODES[-1]
+    drain: bool = False  # partition: take discard_node out of lb once the split shows
     audit_timeout: float = 1800.0
 
 
@@ -327,6 +328,8 @@ def describe(report: dict[str, Any]) -> str:
         lines.append(f"  refused {n}x: {why}")
     if "partition" in report:
         p = report["partition"]
+        if "drained_t" in p:
+            lines.append(f"  {report['options']['discard_node']} drained at {p['drained_t']} s")
         lines.append(
             f"  partition {p.get('start_t')}..{p.get('healed_t')} s ({p.get('start_wall')} .."
             f" {p.get('healed_wall')}): {p.get('ports')}; error {p.get('error')}"
@@ -476,27 +479,53 @@ def haproxy(lb: lab_load.MachineLike, *commands: str) -> str:
     return str(res.stdout)
 
 
+def servers(lb: lab_load.MachineLike, names: set[str]) -> list[str]:
+    """``backend/server`` of every haproxy server named in ``names`` (all frontends)."""
+    state = haproxy(lb, "show servers state")
+    return [
+        f"{f[1]}/{f[3]}"
+        for f in (line.split() for line in state.splitlines())
+        if len(f) > 3 and f[0].isdigit() and f[3] in names
+    ]
+
+
+def drain(lb: lab_load.MachineLike, node: str, nodes: tuple[str, ...], on: bool) -> None:
+    """``node`` out of (maintenance, its client sessions closed) or back into haproxy."""
+    if on:
+        targets = servers(lb, {node})
+        haproxy(lb, *(f"set server {t} state maint" for t in targets))
+        haproxy(lb, *(f"shutdown sessions server {t}" for t in targets))
+    else:
+        haproxy(lb, *(f"set server {t} state ready" for t in servers(lb, {node})))
+
+
 @contextlib.contextmanager
 def only_node(lb: lab_load.MachineLike, node: str, nodes: tuple[str, ...]) -> Iterator[None]:
     """New connections through lb go to ``node`` alone: the others are in haproxy
     maintenance (connections already open stay); back to ready afterwards."""
-    state = haproxy(lb, "show servers state")
-    pairs = [
-        (f[1], f[3])
-        for f in (line.split() for line in state.splitlines())
-        if len(f) > 3 and f[0].isdigit() and f[3] in nodes and f[3] != node
-    ]
+    others = servers(lb, set(nodes) - {node})
     try:
-        haproxy(lb, *(f"set server {b}/{s} state maint" for b, s in pairs))
+        haproxy(lb, *(f"set server {t} state maint" for t in others))
         yield
     finally:
-        haproxy(lb, *(f"set server {b}/{s} state ready" for b, s in pairs))
+        haproxy(lb, *(f"set server {t} state ready" for t in others))
+
+
+def split(snapshot: Mapping[str, list[str]]) -> bool:
+    """Does any node's ``list_cluster`` (that answered) lack a node?"""
+    want = len(snapshot)
+    return any(0 < len(seen) < want for seen in snapshot.values())
 
 
 def partition_cycle(
-    machines: Mapping[str, lab_load.MachineLike], o: Options, rel: Any, nodes: tuple[str, ...]
+    machines: Mapping[str, lab_load.MachineLike],
+    o: Options,
+    rel: Any,
+    nodes: tuple[str, ...],
+    lb: str = "lb",
 ) -> dict[str, Any]:
-    """Cut the nodes' link for ``o.partition`` s, heal it, watch ``o.observe`` s."""
+    """Cut the nodes' link for ``o.partition`` s, heal it, watch ``o.observe`` s (with
+    ``o.drain``: take ``o.discard_node`` out of lb as soon as the split shows)."""
     ports = bridge_ports(nodes)
     rec: dict[str, Any] = {
         "ports": ports,
@@ -534,6 +563,9 @@ def partition_cycle(
     end = time.monotonic() + o.observe
     while time.monotonic() < end:
         snap("healed")
+        if o.drain and "drained_t" not in rec and split(rec["list_cluster"][-1]["nodes"]):
+            drain(machines[lb], o.discard_node, nodes, True)
+            rec["drained_t"] = rel()
         time.sleep(min(15.0, max(0.0, end - time.monotonic())))
     snap("healed")
     rec["logs"] = cluster_log(machines, nodes, mark)
@@ -696,7 +728,7 @@ def run(
             else:
                 await asyncio.sleep(max(0.0, origin + o.partition_at - time.monotonic()))
                 gen.event("partition")
-                part.update(await asyncio.to_thread(partition_cycle, machines, o, rel, nodes))
+                part.update(await asyncio.to_thread(partition_cycle, machines, o, rel, nodes, lb))
                 gen.event("partition observed")
 
         async def visit() -> None:
@@ -729,6 +761,8 @@ def run(
             report["ack_outside_kills"] = ack_latency(samples, kill_windows(kills), False)
         else:
             report["partition"] = part
+            if "drained_t" in part:  # the load is over: the audits may read from it again
+                drain(machines[lb], o.discard_node, nodes, False)
             report["audits"] = audits_per_node(machines, gen, "after heal, nothing done", lb, nodes)
             t = time.monotonic()
             rc = machines[o.discard_node].run(
@@ -812,6 +846,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.discard_node,
         help=f"partition: the node restarted to recover ({d.discard_node})",
     )
+    p.add_argument(
+        "--drain",
+        action="store_true",
+        help="partition: once a node lists only itself, put --discard-node in haproxy "
+        "maintenance and close its sessions (writes go to the kept node only)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     return p
 
@@ -820,6 +860,7 @@ def options(args: argparse.Namespace) -> Options:
     return Options(
         mode="partition" if args.partition else "soak",
         discard_node=args.discard_node,
+        drain=args.drain,
         **{name: getattr(args, name) for name, _ in NUMERIC},
     )
 

@@ -209,3 +209,10 @@ def test_a_kill_that_never_rejoined_lasts_until_the_next() -> None:
     assert soak.kill_windows(kills) == [(150.0, 450.0), (450.0, 500.0)]
     assert soak.kill_windows(kills[:1]) == [(150.0, float("inf"))]
     assert soak.ack_latency([], [(0.0, 1.0)])["p50_ms"] is None
+
+
+def test_a_split_is_a_node_that_lists_fewer_than_all() -> None:
+    both = ["ejabberd@ejabberd1", "ejabberd@ejabberd2"]
+    assert not soak.split({"ejabberd1": both, "ejabberd2": both})
+    assert soak.split({"ejabberd1": both[:1], "ejabberd2": both[1:]})
+    assert not soak.split({"ejabberd1": both, "ejabberd2": []})  # no answer is no evidence
