@@ -18,7 +18,8 @@ stay up and reachable from lb and the host -- then healed (always, in a ``finall
 Recorded: ``list_cluster`` on each node before, during and after, the ejabberd log
 lines about Mnesia (``mnesia_down``, ``inconsistent_database``), the audit through lb
 and from each node alone (the other put in haproxy maintenance), first with nothing done
-for ``--observe`` seconds, then after the recovery: ejabberd restarted on
+for ``--observe`` seconds (or, with ``--drain``, ``--discard-node`` taken out of lb as soon
+as a node lists only itself), then after the recovery: ejabberd restarted on
 ``--discard-node`` (the node whose writes are given up), audited again.
 
 Reported (JSON with ``--json``, and text): acked, found, lost, refused (acked, then an
@@ -763,7 +764,10 @@ def run(
             report["partition"] = part
             if "drained_t" in part:  # the load is over: the audits may read from it again
                 drain(machines[lb], o.discard_node, nodes, False)
-            report["audits"] = audits_per_node(machines, gen, "after heal, nothing done", lb, nodes)
+            stage = "after heal, " + (
+                f"{o.discard_node} drained" if "drained_t" in part else "nothing done"
+            )
+            report["audits"] = audits_per_node(machines, gen, stage, lb, nodes)
             t = time.monotonic()
             rc = machines[o.discard_node].run(
                 ["systemctl", "restart", "ejabberd"], check=False, timeout=300
