@@ -238,6 +238,7 @@ class Options:
     observe: float = 120.0
     discard_node: str = lab_load.EJABBERD_NODES[-1]
     drain: bool = False  # partition: take discard_node out of lb once the split shows
+    recovery: str = "restart"  # partition: of discard_node: "restart" or Salt's "apply"
     audit_timeout: float = 1800.0
 
 
@@ -349,7 +350,7 @@ def describe(report: dict[str, Any]) -> str:
         if "recovery" in report:
             rc = report["recovery"]
             lines.append(
-                f"  recovery: restart ejabberd on {rc['node']}: rc {rc['rc']},"
+                f"  recovery: {rc.get('how', 'restart')} on {rc['node']}: rc {rc['rc']},"
                 f" whole again {rc['whole']} after {rc['seconds']} s"
             )
     return "\n".join(lines)
@@ -769,22 +770,29 @@ def run(
             )
             report["audits"] = audits_per_node(machines, gen, stage, lb, nodes)
             t = time.monotonic()
-            rc = machines[o.discard_node].run(
-                ["systemctl", "restart", "ejabberd"], check=False, timeout=300
-            )
+            if o.recovery == "apply":  # salt/ejabberd/cluster joins a node that lacks the seed
+                applied = machines[o.discard_node].apply()
+                rc = 0 if getattr(applied, "ok", False) else 1
+            else:
+                rc = (
+                    machines[o.discard_node]
+                    .run(["systemctl", "restart", "ejabberd"], check=False, timeout=300)
+                    .returncode
+                )
             seen = lab_load.wait_cluster(
                 machines, {f"ejabberd@{n}" for n in nodes}, o.rejoin_timeout, nodes
             )
             report["recovery"] = {
                 "node": o.discard_node,
-                "rc": rc.returncode,
+                "how": o.recovery,
+                "rc": rc,
                 "list_cluster": seen,
                 "whole": all(len(v) == len(nodes) for v in seen.values()),
                 "seconds": round(time.monotonic() - t, 1),
                 "logs": cluster_log(machines, nodes, part.get("mark", "")),
             }
             report["audits"] += audits_per_node(
-                machines, gen, f"after restarting {o.discard_node}", lb, nodes
+                machines, gen, f"after the {o.recovery} of {o.discard_node}", lb, nodes
             )
             last = report["audits"][-len(nodes) - 1]
             report["final_audit"] = {"lost": last.get("lost", res.lost)}
@@ -856,6 +864,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="partition: once a node lists only itself, put --discard-node in haproxy "
         "maintenance and close its sessions (writes go to the kept node only)",
     )
+    p.add_argument(
+        "--recovery",
+        choices=("restart", "apply"),
+        default=d.recovery,
+        help="partition: restart ejabberd on --discard-node, or re-apply Salt there (restart)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     return p
 
@@ -865,6 +879,7 @@ def options(args: argparse.Namespace) -> Options:
         mode="partition" if args.partition else "soak",
         discard_node=args.discard_node,
         drain=args.drain,
+        recovery=args.recovery,
         **{name: getattr(args, name) for name, _ in NUMERIC},
     )
 
