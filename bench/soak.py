@@ -166,11 +166,15 @@ def ack_latency(
         return any(a <= t < b for a, b in windows)
 
     lat = [ms for t, ms in samples if within(t) == inside]
+
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v, 2)
+
     return {
         "messages": len(lat),
-        "p50_ms": loadgen.percentile(lat, 50),
-        "p99_ms": loadgen.percentile(lat, 99),
-        "max_ms": max(lat) if lat else None,
+        "p50_ms": r(loadgen.percentile(lat, 50)),
+        "p99_ms": r(loadgen.percentile(lat, 99)),
+        "max_ms": r(max(lat) if lat else None),
     }
 
 
