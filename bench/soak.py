@@ -67,7 +67,7 @@ EX_OK, EX_BAD = 0, 1
 DOWN_EVENTS = {"disconnected"}
 BACK_EVENTS = {"session", "reconnected", "resumed", "login"}
 # ejabberd log lines about the cluster link (Mnesia's system events, Erlang distribution).
-CLUSTER_LOG = r"mnesia_down|inconsistent_database|partitioned|nodedown|node_down|Node .* (down|up)"
+CLUSTER_LOG = r"mnesia_down|inconsistent_database|Mnesia[(]|left our Mnesia|partitioned_network"
 
 
 def loadavg() -> str:
