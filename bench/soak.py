@@ -393,36 +393,23 @@ def kill_cycle(
     return rec
 
 
-def bridge_ports(nodes: tuple[str, ...]) -> list[str]:
-    """The nodes' ports on the lab bridge (lab/harness.py's add_machine_net names them)."""
-    return [f"v-{n}"[:15] for n in nodes]
-
-
-def isolate(ports: list[str], on: bool) -> None:
-    """Isolated bridge ports reach the other (non-isolated) ports -- lb, the host --
-    but not each other: the nodes' link alone is cut."""
+def isolate(nodes: tuple[str, ...], on: bool) -> list[str]:
+    """Set the nodes' bridge ports isolated (or not); returns the ports.  Isolated
+    ports reach the other (non-isolated) ports -- lb, the host -- but not each other:
+    the nodes' link alone is cut."""
     from lab import harness
 
+    ports = [harness.bridge_port(n) for n in nodes]
     for port in ports:
+        cmd = ["bridge", "link", "set", "dev", port, "isolated", "on" if on else "off"]
         subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                harness.BRIDGE_NS,
-                "bridge",
-                "link",
-                "set",
-                "dev",
-                port,
-                "isolated",
-                "on" if on else "off",
-            ],
+            ["ip", "netns", "exec", harness.BRIDGE_NS, *cmd],
             check=True,
             capture_output=True,
             text=True,
             timeout=30,
         )
+    return ports
 
 
 def log_mark() -> str:
@@ -532,9 +519,7 @@ def partition_cycle(
 ) -> dict[str, Any]:
     """Cut the nodes' link for ``o.partition`` s, heal it, watch ``o.observe`` s (with
     ``o.drain``: take ``o.discard_node`` out of lb as soon as the split shows)."""
-    ports = bridge_ports(nodes)
     rec: dict[str, Any] = {
-        "ports": ports,
         "seconds": o.partition,
         "list_cluster": [],
         "loadavg": loadavg(),
@@ -554,7 +539,7 @@ def partition_cycle(
     try:
         rec["start_t"] = rel()
         rec["start_wall"] = datetime.now(UTC).isoformat()
-        isolate(ports, True)
+        rec["ports"] = isolate(nodes, True)
         end = time.monotonic() + o.partition
         while time.monotonic() < end - 10:
             time.sleep(min(10.0, max(0.0, end - 10 - time.monotonic())))
@@ -563,7 +548,7 @@ def partition_cycle(
     except Exception as exc:
         rec["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        isolate(ports, False)
+        isolate(nodes, False)
         rec["healed_t"] = rel()
         rec["healed_wall"] = datetime.now(UTC).isoformat()
     end = time.monotonic() + o.observe
