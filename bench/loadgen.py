@@ -131,6 +131,7 @@ class Message:
     bounced: str | None = None  # text of a <message type='error'> about it, if any
     sent_stream: int = 0  # the sender's stream (1 = first login) of the latest attempt
     acked_stream: int = 0  # the stream whose ack covered it
+    due: float = 0.0  # paced runs: not sent before this many seconds after the first send
 
 
 @dataclass
@@ -157,6 +158,9 @@ class LoadConfig:
     verify_timeout: float = 180.0  # for the whole MAM audit
     reconnect_delay: float = 0.5
     stall_timeout: float = 60.0  # a stream with no progress for this long is aborted
+    # Aggregate messages per second over all senders (None: as fast as the acks allow).
+    # Message n is due n / rate seconds after the first send; resends are not paced.
+    rate: float | None = None
 
 
 @dataclass
@@ -311,6 +315,8 @@ class Sender(slixmpp.ClientXMPP):
         if self.ever_ready:
             self.gen.result.reconnects += 1
             self.gen.event("reconnected", sender=self.index, t=now)
+        else:
+            self.gen.event("session", sender=self.index, t=now)
         self.ever_ready = True
         self.last_progress = now
         self.ready.set()
@@ -433,15 +439,19 @@ class Sender(slixmpp.ClientXMPP):
             self._watchdog(now)
             if self.ready.is_set():
                 while len(self.inflight) < self.gen.cfg.inflight and (
-                    self.resend_queue or (self.todo and not self.gen.paused)
+                    self.resend_queue
+                    or (self.todo and not self.gen.paused and self.gen.is_due(self.todo[-1], now))
                 ):
                     self._send_one(
                         self.resend_queue.pop(0) if self.resend_queue else self.todo.pop()
                     )
                 if self._since_r:
                     self._request_ack()
+            wait = 0.5
+            if self.todo and self.ready.is_set():
+                wait = self.gen.wait_for(self.todo[-1], now, wait)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), timeout=0.5)
+                await asyncio.wait_for(self.changed.wait(), timeout=wait)
 
     def _watchdog(self, now: float) -> None:
         """slixmpp has no timeout for a stream that stalls (negotiation or acks):
@@ -537,6 +547,8 @@ class LoadGen:
             raise LoadError("need at least one message, sender and recipient", EX_USAGE)
         if cfg.inflight < 1 or cfg.ack_window < 1 or cfg.deadline <= 0:
             raise LoadError("--inflight, --ack-window and --deadline must be positive", EX_USAGE)
+        if cfg.rate is not None and not cfg.rate > 0:
+            raise LoadError("--rate must be positive", EX_USAGE)
         self.cfg = cfg
         self.allowed_addrs = set(check_target(cfg.host, cfg.allow_nets))
         self.run_id = secrets.token_hex(4)
@@ -549,6 +561,7 @@ class LoadGen:
         self.first_disconnect: float | None = None
         self.last_back: float | None = None
         self.paused = False
+        self.pace_origin: float | None = None  # paced runs: when the first message was due
         self.started_wall = datetime.now(UTC)
         self._milestones: list[tuple[int, Callable[[], Awaitable[None]]]] = []
         self._milestone_tasks: list[asyncio.Task[None]] = []
@@ -560,6 +573,21 @@ class LoadGen:
     def at_acked(self, count: int, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` (a coroutine function) once ``count`` messages are acked."""
         self._milestones.append((count, action))
+
+    def is_due(self, msg: Message, now: float) -> bool:
+        """May ``msg`` be sent at ``now``?  Always, unless the run is paced (``rate``);
+        the pace starts with the first sender that asks."""
+        if self.cfg.rate is None:
+            return True
+        if self.pace_origin is None:
+            self.pace_origin = now
+        return now - self.pace_origin >= msg.due
+
+    def wait_for(self, msg: Message, now: float, longest: float) -> float:
+        """How long a sender may sleep before ``msg`` is due (at most ``longest``)."""
+        if self.cfg.rate is None or self.pace_origin is None:
+            return longest
+        return min(longest, max(0.001, self.pace_origin + msg.due - now))
 
     def on_send(self, now: float) -> None:
         if self.first_send is None:
@@ -581,6 +609,8 @@ class LoadGen:
         for n in range(self.cfg.messages):
             mid = f"{self.run_id}-{n:06d}"
             msg = Message(mid=mid, sender=n % len(senders), recipient=recips[n % len(recips)])
+            if self.cfg.rate is not None:
+                msg.due = n / self.cfg.rate
             self.messages[mid] = msg
             senders[msg.sender].todo.append(msg)
         for s in senders:
@@ -887,6 +917,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--inflight", type=int, default=5, help="unacknowledged messages per sender (default 5)"
     )
     p.add_argument(
+        "--rate",
+        type=float,
+        metavar="MSGS_PER_S",
+        help="pace the senders to this many messages per second in all (default: unpaced)",
+    )
+    p.add_argument(
         "--ack-window",
         type=int,
         default=1,
@@ -960,6 +996,7 @@ def main(argv: list[str] | None = None) -> int:
                 direct_tls=args.direct_tls,
                 allow_nets=args.allow_net,
                 resend=args.resend,
+                rate=args.rate,
             )
             res = run_load(cfg)
     except LoadError as exc:

@@ -312,6 +312,11 @@ def ensure_bridge() -> None:
         sh(*ns, "link", "set", "vhost", "master", BRIDGE, "up")
 
 
+def bridge_port(name: str) -> str:
+    """The machine's veth on the bridge (in BRIDGE_NS); interface names are <= 15 bytes."""
+    return f"v-{name}"[:15]
+
+
 def add_machine_net(name: str, addr: str) -> str:
     """Create the machine's netns with one veth into the bridge; return its path."""
     ensure_bridge()
@@ -319,7 +324,7 @@ def add_machine_net(name: str, addr: str) -> str:
     if _netns_exists(ns):
         sh("ip", "netns", "del", ns)
     sh("ip", "netns", "add", ns)
-    outer = f"v-{name}"[:15]
+    outer = bridge_port(name)
     sh("ip", "-n", BRIDGE_NS, "link", "del", outer, check=False, capture=True)
     sh("ip", "-n", BRIDGE_NS, "link", "add", outer, "type", "veth", "peer", "name", "eth0",
        "netns", ns)
