@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.loadgen import percentile
 
 EX_OK, EX_USAGE, EX_DATAERR = 0, 64, 65
 TRANSACTION = "msg"  # the scenario's <transaction name=...> around one message + ack
@@ -81,15 +82,6 @@ class TsungReport:
             d.pop("acked_ids")
             d.pop("latencies_ms")
         return d
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile, the same definition as ``bench/loadgen.py``'s."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 @dataclass
