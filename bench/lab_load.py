@@ -75,6 +75,19 @@ class MachineLike(Protocol):
 # ---------------------------------------------------------------------- lab facts
 
 
+def attach(state_dir: Path | None) -> tuple[Path, str, dict[str, MachineLike]]:
+    """The running harness lab (``python -m lab.harness up`` + ``apply``): its state dir
+    (``state_dir`` or the harness's), the ejabberd entry machine (lb) and the machines
+    a load run drives, that entry and every ejabberd node."""
+    from lab import harness
+
+    entry = manifest.entry(harness.LAB, "ejabberd") or "lb"
+    machines: dict[str, MachineLike] = {
+        n: harness._attach(n) for n in (entry, *EJABBERD_NODES)
+    }
+    return (state_dir or harness.STATE_DIR).resolve(), entry, machines
+
+
 def lab_network() -> dict[str, Any]:
     lab: dict[str, Any] = manifest.load()
     return lab
@@ -531,9 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     print(describe(reports[-1]), flush=True)
         else:
-            state_dir = (args.state_dir or harness.STATE_DIR).resolve()
-            entry = manifest.entry(harness.LAB, "ejabberd") or "lb"
-            machines = {n: harness._attach(n) for n in (entry, *EJABBERD_NODES)}
+            state_dir, _, machines = attach(args.state_dir)
             for mode in modes:
                 reports.append(run_lab_load(machines, state_dir, spec, mode == "failover"))
                 print(describe(reports[-1]), flush=True)

@@ -889,13 +889,11 @@ def main(argv: list[str] | None = None) -> int:
         return loadgen.EX_NOPERM
     # slixmpp/asyncio chatter about dropped connections is expected here.
     logging.basicConfig(level=logging.CRITICAL)
-    from lab import harness, manifest
+    from lab import harness
 
     report: dict[str, Any] = {}
     try:
-        state_dir = (args.state_dir or harness.STATE_DIR).resolve()
-        lb = manifest.entry(harness.LAB, "ejabberd") or "lb"
-        machines = {n: harness._attach(n) for n in (lb, *lab_load.EJABBERD_NODES)}
+        state_dir, lb, machines = lab_load.attach(args.state_dir)
         report = run(machines, state_dir, o, lb)
     except loadgen.LoadError as exc:
         print(f"soak: {exc}", file=sys.stderr)

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu, lab_load, loadgen, tsung_report
-from lab import manifest
 from lab.harness import machine_cgroups
 
 EX_OK, EX_LOST, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM = 0, 1, 64, 65, 69, 77
@@ -455,9 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     report: dict[str, Any] | None = None
     try:
-        state_dir = (args.state_dir or harness.STATE_DIR).resolve()
-        entry = manifest.entry(harness.LAB, "ejabberd") or "lb"
-        machines = {n: harness._attach(n) for n in (entry, *lab_load.EJABBERD_NODES)}
+        state_dir, _, machines = lab_load.attach(args.state_dir)
         report = run_lab_tsung(machines, state_dir, spec)
         print(describe(report), flush=True)
     except loadgen.LoadError as exc:
