@@ -3,6 +3,7 @@
     one-node cluster and joins again the same way. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import ejabberd with context %}
+{%- from tplroot ~ '/libwait.jinja' import wait_until %}
 include:
   - {{ tplroot }}.service
 {%- if ejabberd.cluster.nodes and not ejabberd.is_seed %}
@@ -14,19 +15,21 @@ include:
 ejabberd-cluster-seed-{{ ejabberd.seed }}-answering:
   cmd.run:
     - name: >-
-        for i in $(seq {{ (ejabberd.cluster.seed_wait / 3) | round(0, 'ceil') | int }}); do
-        if ejabberdctl --node {{ ejabberd.seed }} status >/dev/null 2>&1; then exit 0; fi; sleep 3; done;
-        echo "{{ ejabberd.seed }} did not answer within {{ ejabberd.cluster.seed_wait }} s" >&2; exit 1
+        {{ wait_until('ejabberdctl --node ' ~ ejabberd.seed ~ ' status >/dev/null 2>&1',
+                      ejabberd.cluster.seed_wait, ejabberd.seed ~ ' did not answer', 3) }}
     - unless: {{ listed | json }}
     - require:
       - cmd: ejabberd-service-node-started
 
+{#- join_cluster is itself an Erlang node that must reach this node over the (TLS)
+    distribution: on a slow VM one attempt can fail with the node up, so it is tried
+    again until join_timeout; then the join is awaited in list_cluster. #}
 ejabberd-cluster-joined-{{ ejabberd.seed }}:
   cmd.run:
     - name: >-
-        ejabberdctl join_cluster {{ ejabberd.seed }} &&
-        for i in $(seq {{ ejabberd.cluster.join_timeout }}); do
-        if {{ listed }}; then exit 0; fi; sleep 1; done; exit 1
+        {{ wait_until('ejabberdctl join_cluster ' ~ ejabberd.seed,
+                      ejabberd.cluster.join_timeout, 'join_cluster ' ~ ejabberd.seed ~ ' did not succeed', 5) }} &&
+        {{ wait_until(listed, ejabberd.cluster.join_timeout, ejabberd.seed ~ ' not in list_cluster after the join') }}
     - unless: {{ listed | json }}
     - require:
       - cmd: ejabberd-cluster-seed-{{ ejabberd.seed }}-answering

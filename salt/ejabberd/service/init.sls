@@ -1,5 +1,6 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ '/map.jinja' import ejabberd with context %}
+{%- from tplroot ~ '/libwait.jinja' import wait_until %}
 {%- set api_up = ejabberd.api_client ~ ' status </dev/null >/dev/null' %}
 include:
   - {{ tplroot }}.config
@@ -41,8 +42,7 @@ ejabberd-service-running:
 ejabberd-service-node-started:
   cmd.run:
     - name: >-
-        for i in $(seq {{ ejabberd.start_timeout }}); do
-        if {{ api_up }}; then exit 0; fi; sleep 1; done; exit 1
+        {{ wait_until(api_up, ejabberd.start_timeout, ejabberd.node ~ "'s API did not answer") }}
     - unless: {{ api_up | json }}
     - require:
       - service: ejabberd-service-running

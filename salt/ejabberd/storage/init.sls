@@ -19,6 +19,7 @@ ejabberd-storage-tool-installed:
     - template: jinja
     - context:
         ejabberd: {{ {'node': ejabberd.node, 'dist_port': ejabberd.dist_port, 'dist_flags': ejabberd.dist_flags,
+                      'connect_timeout': ejabberd.start_timeout,
                       'home': ejabberd.cookie_file.rsplit('/', 1)[0]} | json }}
     - user: root
     - group: root
