@@ -72,7 +72,8 @@ def vagrant_run(index: int, workdir: Path, timeout: float) -> dict[str, Any]:
                               text=True, check=False, timeout=timeout)
         rc, out = test.returncode, test.stdout + test.stderr
     except subprocess.TimeoutExpired as exc:
-        rc, out = -1, f"{exc.stdout or ''}\ntimed out after {timeout:.0f} s"
+        so_far = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        rc, out = -1, f"{so_far}\ntimed out after {timeout:.0f} s"
     rec["test_s"] = round(time.monotonic() - t1, 1)
     rec["load_after"] = loadavg()
     summary = [line for line in out.splitlines() if " passed" in line or " failed" in line
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/flakes.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("vagrant", help="the whole-lab vagrant test from fresh clones")
-    v.add_argument("--workdir", type=Path, default=Path("/var/tmp/xmpp-tool-flakes"))
+    v.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "flakes")
     v.add_argument("--timeout", type=float, default=4800.0, help="seconds per step")
     n = sub.add_parser("nspawn", help="the nspawn lab applied from scratch under a CPU quota")
     n.add_argument("--release", choices=("trixie", "bookworm"), default="trixie")

@@ -395,6 +395,8 @@ class Machine:
         groups = machine_cgroups(self.name)
         for group in groups:
             group.mkdir(exist_ok=True)
+        if CPU_QUOTA:
+            limit_cpu(groups, CPU_QUOTA)
         # The shell moves itself into the machine's cgroups, then becomes nspawn.
         cmd = ["sh", "-c", 'for g; do [ "$g" = -- ] && break; echo $$ >"$g/cgroup.procs"; '
                'shift; done; shift; exec "$@"', "sh", *map(str, groups), "--", *cmd]
@@ -637,7 +639,14 @@ def _zombie(pid: int) -> bool:
 # /payload/system.slice/<unit>, so one machine's systemd waits for, and at its stop
 # timeout kills, another machine's service processes. Each machine gets its own
 # cgroup (in the hierarchies nspawn uses) before nspawn starts.
-CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
+# The v1 cpu hierarchy last: it holds the CPU quota (XTLAB_CPU_QUOTA), and readers of
+# cpu.stat (bench/cpu.py) take the first hierarchy that has one, a v2 one.
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"),
+                Path("/sys/fs/cgroup/cpu"))
+# Each machine's CPU in percent of one core (a cgroup CPU quota), e.g. 25 to see a
+# slow VM's timing (bench/flakes.py nspawn); unset or empty: no limit.
+CPU_QUOTA = int(os.environ.get("XTLAB_CPU_QUOTA") or 0)
+CPU_PERIOD_US = 100_000
 
 
 def machine_cgroups(name: str) -> list[Path]:
@@ -645,6 +654,22 @@ def machine_cgroups(name: str) -> list[Path]:
     if not roots and Path("/sys/fs/cgroup/cgroup.controllers").exists():  # pure cgroup v2
         roots = [Path("/sys/fs/cgroup")]
     return [r / f"{PREFIX}-{name}" for r in roots]
+
+
+def limit_cpu(groups: Iterable[Path], percent: int) -> None:
+    """Cap the machine's CPU at ``percent`` of one core, in whichever of its cgroups has
+    the cpu controller (v1 ``cpu.cfs_quota_us``, v2 ``cpu.max``)."""
+    quota = CPU_PERIOD_US * percent // 100
+    for group in groups:
+        if (group / "cpu.cfs_quota_us").exists():
+            (group / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+            return
+        if (group / "cpu.max").exists():
+            (group / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
+            return
+    raise HarnessError(f"XTLAB_CPU_QUOTA={percent}: no cgroup with a cpu controller "
+                       f"among {', '.join(map(str, groups))}")
 
 
 def remove_cgroups(name: str) -> None:
