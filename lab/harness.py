@@ -549,6 +549,11 @@ class ApplyResult:
         lines = [self.summary(), *self.errors]
         for sid, st in self.failed.items():
             lines.append(f"FAILED {sid}: {st.get('comment')}")
+            # A failed cmd.run says why on its stderr, which the comment leaves out.
+            changes = st.get("changes")
+            why = changes.get("stderr") if isinstance(changes, dict) else None
+            if why:
+                lines.append(f"  stderr: {why.strip()[-1000:]}")
         if not self.states and self.stderr:
             lines.append(self.stderr[-3000:])
         return "\n".join(lines)
