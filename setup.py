@@ -1,5 +1,5 @@
 """setuptools hook: the man page xmpp-tool(1) is generated from the command's own
-help when the package is built (``python -m xmpp_tool.manpage``), and installed
+help when the package is built (``python -m xmpp_tool.cli.manpage``), and installed
 as share/man/man1/xmpp-tool.1.  Everything else is in pyproject.toml."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class BuildWithManPage(build_py):
         super().run()
         out = HERE / MAN_PAGE
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "xmpp_tool.manpage", str(out)], check=True,
+        subprocess.run([sys.executable, "-m", "xmpp_tool.cli.manpage", str(out)], check=True,
                        cwd=HERE)  # fmt: skip
 
 

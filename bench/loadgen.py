@@ -965,6 +965,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.senders < 1 or args.recipients < 1 or args.messages < 1:
             raise LoadError("--senders, --recipients and --messages must be >= 1", EX_USAGE)
+        if args.rate is not None and args.rate <= 0:  # LoadGen checks too, but after set-up
+            raise LoadError("--rate must be positive", EX_USAGE)
         with contextlib.ExitStack() as stack:
             if args.local_ejabberd:
                 password = os.environ.get("XMPP_TOOL_PASSWORD") or secrets.token_urlsafe(12)

@@ -13,7 +13,7 @@ Goals: salt first <= 1.3 x apt, salt again <= 2 s (quiet host).
 Roles are measured on their machine alone: prosody, ejabberd1 (the cluster's first
 node), lb.  Run as root:
 
-    .venv/bin/python bench/provision_cost.py [--release trixie] [--role prosody] [--json]
+    .venv/bin/python -m bench.provision_cost [--release trixie] [--role prosody] [--json]
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ stopped right after it (they also stop by themselves after a fixed time).
 Needs: hyperfine, go-sendxmpp, sendxmpp (Debian packages; stress-ng optional),
 prosody/ejabberd as for the integration tests, root for ejabberd.  No password is
 ever on a command line.  On a shared machine, serialise heavy benchmarks, e.g.
-``flock /work/bench.lock .venv/bin/python bench/send_latency.py ...``.
+``flock /work/bench.lock .venv/bin/python -m bench.send_latency ...``.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def bench_server(
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Example: sudo .venv/bin/python bench/send_latency.py --runs 30",
+        epilog="Example: sudo .venv/bin/python -m bench.send_latency --runs 30",
     )
     parser.add_argument("--servers", nargs="+", default=["prosody", "ejabberd"],
                         choices=["prosody", "ejabberd"], help="default: both")  # fmt: skip

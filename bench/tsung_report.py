@@ -17,7 +17,7 @@ its send time; msgs/s = acked / (last ack - first message sent), as loadgen comp
 them.  Errors are tsung's ``error_*`` counters from ``tsung.log`` (cumulative
 totals), plus the transactions it counted (``tr_msg``) as a cross-check.
 
-``python bench/tsung_report.py LOGDIR [--json FILE]`` reduces a kept log directory.
+``python -m bench.tsung_report LOGDIR [--json FILE]`` reduces a kept log directory.
 Exit codes: 0 reduced; 65 the run is empty or aborted (no dump, or no message sent,
 or nothing acknowledged: one line on stderr), or its traffic log is incomplete (tsung
 counted more transactions or clients than it logged; the figures are printed, of the

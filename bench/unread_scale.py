@@ -197,7 +197,7 @@ def plot(rows: list[Row], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Example: sudo .venv/bin/python bench/unread_scale.py --plot docs/unread.png",
+        epilog="Example: sudo .venv/bin/python -m bench.unread_scale --plot docs/unread.png",
     )
     parser.add_argument("--servers", nargs="+", default=["prosody", "ejabberd"],
                         choices=["prosody", "ejabberd"], help="default: both")  # fmt: skip

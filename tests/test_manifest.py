@@ -80,6 +80,7 @@ def test_manifest_reader_sees_it(grown: Path) -> None:
     assert manifest.after(lab, "lb") == []
 
 
+@pytest.mark.vagrant_cli
 def test_vagrantfile_defines_it(grown: Path) -> None:
     # `vagrant status` in the copy (its Vagrantfile reads the grown manifest).
     assert defined_machines(grown) == ["prosody", "ejabberd1", "ejabberd2", NEW, "lb"]
@@ -92,9 +93,8 @@ def test_harness_boots_and_orders_it(grown: Path) -> None:
     assert manifest.waves(lab.spec) == [["prosody", "ejabberd1", "ejabberd2", NEW, "lb"]]
 
 
+@pytest.mark.ruby
 def test_kitchen_has_a_suite_for_it(grown: Path) -> None:
-    if shutil.which("ruby") is None:
-        pytest.skip("ruby missing (comes with vagrant: bash tests/setup.sh)")
     script = ('require "erb"; require "yaml"; require "json"; '
               'puts JSON.generate(YAML.safe_load(ERB.new(File.read("kitchen.yml")).result))')
     res = subprocess.run(["ruby", "-e", script], cwd=grown, capture_output=True, text=True,
@@ -115,8 +115,6 @@ def test_secrets_and_client_config_follow(grown: Path) -> None:
 @pytest.fixture(scope="module")
 def salt(grown: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """pillar.items and a mock apply of the new node and of the balancer."""
-    if not saltlocal.SALT_CALL.exists():
-        pytest.skip("no Salt venv: bash tests/setup.d/20-salt.sh")
     work = tmp_path_factory.mktemp("grown-salt")
     jobs = [(m, args) for m in (NEW, "lb")
             for args in (("pillar.items", "unmask=True"), ("state.apply", "mock=True"))]
@@ -134,6 +132,7 @@ def salt(grown: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     return {f"{m} {args[0]}": out for (m, args), out in zip(jobs, outs, strict=True)}
 
 
+@pytest.mark.salt
 def test_pillar_gives_it_its_role_and_the_cluster(salt: dict[str, Any]) -> None:
     pillar = salt[f"{NEW} pillar.items"]
     assert "_errors" not in pillar, pillar.get("_errors")
@@ -146,6 +145,7 @@ def test_pillar_gives_it_its_role_and_the_cluster(salt: dict[str, Any]) -> None:
     assert salt["lb pillar.items"]["haproxy"]["servers"][NEW] == ADDRESS
 
 
+@pytest.mark.salt
 def test_mock_apply_joins_it_and_balances_to_it(salt: dict[str, Any]) -> None:
     for machine in (NEW, "lb"):
         ret = salt[f"{machine} state.apply"]

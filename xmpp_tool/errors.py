@@ -50,6 +50,16 @@ class ToolError(Exception):
         return self.message
 
 
+class Refused(ToolError):
+    """The server answered a request with an error stanza (76).  Its condition is
+    kept for the callers that tell conditions apart (a room that does not exist)."""
+
+    def __init__(self, what: str, error: Any) -> None:
+        self.condition = str(error["condition"] or "")
+        self.reason = describe(error)
+        super().__init__(Exit.PROTOCOL, f"{what}: server answered {self.reason}")
+
+
 def describe(error: Any, default: str = "undefined-condition") -> str:
     """``condition (text)`` of an XMPP error (stanza, stream or SASL failure)."""
     cond = error["condition"] or default

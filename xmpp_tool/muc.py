@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import errors
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .send import Message, Outcome
-    from .session import Session
+from . import errors, slix
+from .outgoing import Outcome, OutgoingMessage, message_stanza
+from .password import ROOM_ENV_VAR
+from .session import Session
 
 log = logging.getLogger("xmpp_tool")
 
 MUC_FEATURE = "http://jabber.org/protocol/muc"
 PASSWORD_FEATURE = "muc_passwordprotected"  # noqa: S105 (a disco feature)
+#: disco#info error conditions that mean the room does not exist
+NO_ROOM = ("item-not-found", "remote-server-not-found", "service-unavailable")
 
 
 class RoomRefused(Exception):
@@ -41,19 +42,12 @@ class RoomRefused(Exception):
 async def _check_room(session: Session, room: Any) -> bool:
     """disco#info of the room: it exists and is a MUC.  Returns whether it is
     password-protected."""
-    from slixmpp.exceptions import IqError, IqTimeout
-
-    disco = session.client.plugin["xep_0030"]
     try:
-        info = await disco.get_info(jid=room, timeout=session.settings.timeout)
-    except IqError as exc:
-        cond = exc.iq["error"]["condition"]
-        if cond in ("item-not-found", "remote-server-not-found", "service-unavailable"):
-            raise RoomRefused(f"no such room: {errors.describe(exc.iq['error'])}") from None
-        raise RoomRefused(errors.describe(exc.iq["error"])) from None
-    except IqTimeout:
-        raise errors.tempfail(f"{room}: no answer to disco#info") from None
-    features = set(info["disco_info"]["features"])
+        features = await session.disco_features(room, f"{room}: disco#info")
+    except errors.Refused as exc:
+        if exc.condition in NO_ROOM:
+            raise RoomRefused(f"no such room: {exc.reason}") from None
+        raise RoomRefused(exc.reason) from None
     if MUC_FEATURE not in features:
         raise RoomRefused("not a group chat (no XEP-0045 feature in its disco#info)")
     return PASSWORD_FEATURE in features
@@ -67,8 +61,6 @@ async def _join(session: Session, room: Any, nick: str, password: str | None) ->
     errors do not, so ``join_muc_wait`` would wait until its timeout.  The
     generic ``presence_error`` event from the room is watched as well.)
     """
-    from slixmpp.exceptions import PresenceError
-
     client = session.client
     refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -76,49 +68,43 @@ async def _join(session: Session, room: Any, nick: str, password: str | None) ->
         if pres["from"].bare == room.bare and not refused.done():
             refused.set_result(pres)
 
-    client.add_event_handler("presence_error", on_error)
-    joining = asyncio.ensure_future(client.plugin["xep_0045"].join_muc_wait(
-        room, nick, password=password, maxstanzas=0, timeout=session.settings.timeout))
-    try:
-        await asyncio.wait({joining, refused}, return_when=asyncio.FIRST_COMPLETED)
-        if not joining.done():
-            joining.cancel()
-            raise RoomRefused(f"cannot join: {errors.describe(refused.result()['error'])}")
+    with session.events({"presence_error": on_error}):
+        joining = asyncio.ensure_future(client.plugin["xep_0045"].join_muc_wait(
+            room, nick, password=password, maxstanzas=0, timeout=session.settings.timeout))
         try:
-            joining.result()
-        except PresenceError as exc:
-            raise RoomRefused(
-                f"cannot join: {errors.describe(exc.presence['error'])}") from None
-        except TimeoutError:
-            raise errors.tempfail(f"joining {room}: no answer from the room") from None
-    finally:
-        client.del_event_handler("presence_error", on_error)
-        if not joining.done():
-            joining.cancel()
+            await asyncio.wait({joining, refused}, return_when=asyncio.FIRST_COMPLETED)
+            if not joining.done():
+                joining.cancel()
+                raise RoomRefused(f"cannot join: {errors.describe(refused.result()['error'])}")
+            try:
+                joining.result()
+            except slix.PresenceError as exc:
+                raise RoomRefused(
+                    f"cannot join: {errors.describe(exc.presence['error'])}") from None
+            except TimeoutError:
+                raise errors.tempfail(f"joining {room}: no answer from the room") from None
+        finally:
+            if not joining.done():
+                joining.cancel()
 
 
 async def _send_one(
-    session: Session, room: Any, msg: Message, nick: str, password: str | None, outcome: Outcome
+    session: Session, room: Any, msg: OutgoingMessage, nick: str, password: str | None,
+    outcome: Outcome,
 ) -> None:
     client = session.client
     muc = client.plugin["xep_0045"]
     loop = asyncio.get_running_loop()
-    protected = await session.guard(_check_room(session, room), f"{room}: disco#info")
+    protected = await _check_room(session, room)
     if protected and password is None:
-        from .send import ROOM_PASSWORD_ENV
-
-        raise RoomRefused(f"the room is password-protected: set {ROOM_PASSWORD_ENV} or "
+        raise RoomRefused(f"the room is password-protected: set {ROOM_ENV_VAR} or "
                           "the account's room_password_command/room_password_file")
     log.info("joining %s as %s", room, nick)
     await session.guard(_join(session, room, nick, password), f"joining {room}")
     joined_nick = muc.our_nicks.get(None, {}).get(room, nick)
     try:
-        stanza = client.make_message(mto=room, mbody=msg.body, mtype="groupchat")
-        if msg.url is not None:
-            stanza["oob"]["url"] = msg.url
-        mid = client.new_id()
-        stanza["id"] = mid
-        stanza["origin_id"]["id"] = mid
+        stanza = message_stanza(client, room, msg, room=True)
+        mid = stanza["id"]
         outcome.id = mid
         echoed: asyncio.Future[Any] = loop.create_future()
 
@@ -128,15 +114,10 @@ async def _send_one(
             if m["id"] == mid or m["origin_id"]["id"] == mid:
                 echoed.set_result(m)
 
-        client.add_event_handler("groupchat_message", on_message)
-        client.add_event_handler("message_error", on_message)
-        try:
+        with session.events({"groupchat_message": on_message, "message_error": on_message}):
             stanza.send()
             log.info("sent to %s, waiting for the room's echo", room)
             echo = await session.guard(echoed, f"waiting for {room} to reflect the message")
-        finally:
-            client.del_event_handler("groupchat_message", on_message)
-            client.del_event_handler("message_error", on_message)
         if echo["type"] == "error":
             raise RoomRefused(f"message refused: {errors.describe(echo['error'])}")
         log.info("%s reflected the message", room)
@@ -145,16 +126,14 @@ async def _send_one(
 
 
 async def send_rooms(
-    session: Session, rooms: list[Any], msg: Message, nick: str, password: str | None
+    session: Session, rooms: list[Any], msg: OutgoingMessage, nick: str, password: str | None
 ) -> list[Outcome]:
     """Each room in turn; a room's refusal is its outcome, a session failure ends all."""
-    from .send import Outcome
-
     outcomes = []
     for room in rooms:
         outcome = Outcome(str(room.bare))
         try:
-            await _send_one(session, _bare(room), msg, nick, password, outcome)
+            await _send_one(session, slix.JID(room.bare), msg, nick, password, outcome)
             outcome.ok = True
         except RoomRefused as exc:
             outcome.error = str(exc)
@@ -165,8 +144,3 @@ async def send_rooms(
         outcomes.append(outcome)
     return outcomes
 
-
-def _bare(jid: Any) -> Any:
-    from slixmpp import JID
-
-    return JID(jid.bare)

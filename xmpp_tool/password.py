@@ -8,6 +8,10 @@ Sources, first match wins:
 4. the account's inline ``password``, only if the config file is not readable by
    group or others (otherwise refuse, naming the file and its mode);
 5. a prompt on the terminal (``/dev/tty``), without echo.
+
+A room's password (``send -g``) comes from the environment
+``XMPP_TOOL_ROOM_PASSWORD`` or the account's ``room_password_command`` /
+``room_password_file``, read the same way: :func:`room_password`.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ import logging
 import os
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import errors
 from .config import Settings, file_mode
 
 ENV_VAR = "XMPP_TOOL_PASSWORD"
+ROOM_ENV_VAR = "XMPP_TOOL_ROOM_PASSWORD"
+
+log = logging.getLogger("xmpp_tool")
 
 
 def _first_line(data: str) -> str:
@@ -127,5 +135,25 @@ def get_password(
 def obtain(settings: Settings) -> str:
     """The account's password (its source, never the password, goes to -v)."""
     secret, source = get_password(settings)
-    logging.getLogger("xmpp_tool").info("password from %s", source)
+    log.info("password from %s", source)
+    return secret
+
+
+def room_password(settings: Settings, env: dict[str, str] | None = None) -> str | None:
+    """The rooms' password, never from argv: environment ``XMPP_TOOL_ROOM_PASSWORD``,
+    else the account's ``room_password_command`` or ``room_password_file`` (read
+    like ``password_command``/``password_file``); None if there is none."""
+    env = dict(os.environ) if env is None else env
+    value = env.get(ROOM_ENV_VAR)
+    if value:
+        return value
+    if settings.room_password_command is None and settings.room_password_file is None:
+        return None
+    only_room = replace(settings, password_command=settings.room_password_command,
+                        password_file=settings.room_password_file, inline_password=None)
+    try:
+        secret, source = get_password(only_room, {}, have_tty=lambda: False)
+    except errors.ToolError as exc:
+        raise errors.config(f"room password: {exc.message}") from None
+    log.info("room password from room_%s", source)
     return secret

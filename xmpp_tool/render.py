@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 
 @dataclass(frozen=True)
-class Message:
+class UnreadMessage:
     """One unread message as shown to the user."""
 
     id: str  # the archive's stanza-id (XEP-0359), or the offline node id (XEP-0013)
@@ -47,13 +47,13 @@ def _printable(text: str) -> str:
     return "".join(out)
 
 
-def text_line(msg: Message) -> str:
+def text_line(msg: UnreadMessage) -> str:
     """``YYYY-MM-DD HH:MM:SS sender: body``; continuation lines indented by a tab."""
     body = _printable(msg.body).replace("\r\n", "\n").replace("\n", "\n\t")
     return f"{local_time(msg.timestamp)} {_printable(msg.sender)}: {body}"
 
 
-def json_line(msg: Message) -> str:
+def json_line(msg: UnreadMessage) -> str:
     return json.dumps(
         {"id": msg.id, "from": msg.sender, "timestamp": iso_utc(msg.timestamp), "body": msg.body},
         ensure_ascii=False,
@@ -83,7 +83,7 @@ class Writer:
         self.stream.write(text.encode("utf-8", "surrogateescape") + b"\n")
         self.stream.flush()
 
-    def message(self, msg: Message) -> None:
+    def message(self, msg: UnreadMessage) -> None:
         self.line(json_line(msg) if self.as_json else text_line(msg))
         self.written += 1
 

@@ -21,18 +21,16 @@ ack and the ping answer are awaited together, so this costs one round trip.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from . import errors, password
+from . import errors, muc, slix
 from .config import Settings
-from .session import Session, jid_or_error, run
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .cli import SendRequest
+from .outgoing import Outcome, OutgoingMessage, message_stanza
+from .password import room_password
+from .request import SendRequest
+from .session import Session, login_password, run_session
+from .upload import Upload, progress_wanted
 
 log = logging.getLogger("xmpp_tool")
 
@@ -52,39 +50,6 @@ MUC_PLUGINS = (
     "xep_0045",  # multi-user chat: join, groupchat, leave
     "xep_0359",  # unique and stable stanza ids: origin-id to match the room's echo
 )
-
-ROOM_PASSWORD_ENV = "XMPP_TOOL_ROOM_PASSWORD"  # noqa: S105 (a variable name)
-
-
-@dataclass
-class Outcome:
-    """One recipient's result (``-J`` prints it as one JSON line)."""
-
-    recipient: str
-    ok: bool = False
-    error: str | None = None
-    id: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def as_json(self) -> str:
-        data: dict[str, Any] = {"recipient": self.recipient,
-                                "status": "sent" if self.ok else "refused"}  # fmt: skip
-        if self.error:
-            data["error"] = self.error
-        if self.id:
-            data["id"] = self.id
-        data.update(self.extra)
-        return json.dumps(data, ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class Message:
-    """What goes to every recipient."""
-
-    body: str
-    mtype: str = "chat"
-    subject: str | None = None
-    url: str | None = None  # XEP-0066 out-of-band URL (the body is the URL then)
 
 
 def _xml_char_ok(ch: str) -> bool:
@@ -136,20 +101,13 @@ def check_body(text: str) -> str:
     return text
 
 
-def _stanza(client: Any, to: Any, msg: Message) -> Any:
-    stanza = client.make_message(mto=to, mbody=msg.body, mtype=msg.mtype,
-                                 msubject=msg.subject)  # fmt: skip
-    if msg.url is not None:
-        stanza["oob"]["url"] = msg.url
-    stanza["id"] = client.new_id()
-    return stanza
-
-
-async def send_direct(session: Session, recipients: list[Any], msg: Message) -> list[Outcome]:
+async def send_direct(
+    session: Session, recipients: list[Any], msg: OutgoingMessage
+) -> list[Outcome]:
     """One message per recipient, all acknowledged by one ack request and one ping."""
     client = session.client
     loop = asyncio.get_running_loop()
-    stanzas = [_stanza(client, r.bare, msg) for r in recipients]
+    stanzas = [message_stanza(client, r.bare, msg) for r in recipients]
     by_id = {s["id"]: Outcome(str(r.bare), id=s["id"]) for r, s in zip(recipients, stanzas,
                                                                           strict=True)}
     bounces: dict[str, Any] = {}
@@ -164,9 +122,20 @@ async def send_direct(session: Session, recipients: list[Any], msg: Message) -> 
         if stanza["id"] == last_id and not acked.done():
             acked.set_result(None)
 
-    client.add_event_handler("message_error", on_error)
-    client.add_event_handler("stanza_acked", on_acked)
+    with session.events({"message_error": on_error, "stanza_acked": on_acked}):
+        await _send_and_confirm(session, stanzas, by_id, acked)
+    for mid, outcome in by_id.items():
+        if mid in bounces:
+            outcome.error = errors.describe(bounces[mid]["error"])
+        else:
+            outcome.ok = True
+    return list(by_id.values())
 
+
+async def _send_and_confirm(session: Session, stanzas: list[Any], by_id: dict[str, Outcome],
+                            acked: asyncio.Future[None]) -> None:
+    """Write the stanzas; return once the server has confirmed them all."""
+    client = session.client
     sm = client.plugin["xep_0198"]
     use_sm = bool(sm.enabled_out)
     log.info(
@@ -182,38 +151,22 @@ async def send_direct(session: Session, recipients: list[Any], msg: Message) -> 
         # send_raw from inside the send-queue filter, i.e. *before* the stanza
         # that triggered it, so that <a/> would not cover the message.)
         client.send("<r xmlns='urn:xmpp:sm:3'/>", use_filters=False)
-    from slixmpp import JID
-
     ping = client.plugin["xep_0199"].send_ping(
-        JID(client.boundjid.domain), timeout=session.settings.timeout
+        slix.JID(client.boundjid.domain), timeout=session.settings.timeout
     )
 
     async def barrier() -> None:
-        from slixmpp.exceptions import IqError
-
         try:
             await ping
-        except IqError:
+        except slix.IqError:
             pass  # an error answer to the ping is an answer all the same
         if use_sm:
             await acked
 
     what = "waiting for the server to acknowledge the message"
     await session.guard(barrier(), what + ("s" if len(stanzas) > 1 else ""))
-    for mid, outcome in by_id.items():
-        if mid in bounces:
-            outcome.error = errors.describe(bounces[mid]["error"])
-        else:
-            outcome.ok = True
     log.info("server acknowledged %d message(s)%s", len(stanzas),
              " (XEP-0198)" if use_sm else " (ping)")  # fmt: skip
-    return list(by_id.values())
-
-
-async def _send(session: Session, recipient: Any, body: str) -> None:
-    """One chat message over ``session`` (not yet started), refused -> 76."""
-    await session.start()
-    report(await send_direct(session, [recipient], Message(body)), None)
 
 
 def report(outcomes: list[Outcome], stdout: BinaryIO | None) -> None:
@@ -232,41 +185,19 @@ def report(outcomes: list[Outcome], stdout: BinaryIO | None) -> None:
     )
 
 
-def room_password(settings: Settings, env: dict[str, str] | None = None) -> str | None:
-    """The rooms' password, never from argv: environment ``XMPP_TOOL_ROOM_PASSWORD``,
-    else the account's ``room_password_command`` or ``room_password_file`` (read
-    like ``password_command``/``password_file``); None if there is none."""
-    env = dict(os.environ) if env is None else env
-    value = env.get(ROOM_PASSWORD_ENV)
-    if value:
-        return value
-    if settings.room_password_command is None and settings.room_password_file is None:
-        return None
-    from dataclasses import replace
-
-    only_room = replace(settings, password_command=settings.room_password_command,
-                        password_file=settings.room_password_file, inline_password=None)
-    try:
-        secret, source = password.get_password(only_room, {}, have_tty=lambda: False)
-    except errors.ToolError as exc:
-        raise errors.config(f"room password: {exc.message}") from None
-    log.info("room password from room_%s", source)
-    return secret
-
-
 def send(
     settings: Settings,
     password: str,
     recipients: list[Any],
-    msg: Message | None,
+    msg: OutgoingMessage | None,
     *,
     groupchat: bool = False,
     nick: str | None = None,
-    upload: Any = None,
+    upload: Upload | None = None,
 ) -> list[Outcome]:
     """Log in once, (upload,) send to every recipient, return their outcomes.
 
-    ``msg`` is None only with ``upload`` (an :class:`.upload.Upload`), whose URL is the body.
+    ``msg`` is None only with ``upload``, whose URL is the body.
     """
     plugins = list(PLUGINS)
     if upload is not None:
@@ -276,64 +207,50 @@ def send(
 
     room_secret = room_password(settings) if groupchat else None
 
-    async def main() -> list[Outcome]:
-        session = Session(
-            settings,
-            password,
-            plugins,
-            # window: never let slixmpp request acks itself (see send_direct)
-            plugin_config={"xep_0198": {"window": 2**31, "allow_resume": False}},
-        )
-        try:
-            await session.start()
-            message = msg
-            if upload is not None:
-                url = await upload.run(session)
-                message = Message(body=url, mtype=msg.mtype if msg else "chat",
-                                  subject=msg.subject if msg else None, url=url)  # fmt: skip
-            assert message is not None
-            if groupchat:
-                from . import muc
+    async def deliver(session: Session) -> list[Outcome]:
+        message = msg
+        if upload is not None:
+            url = await upload.transfer(session)
+            message = OutgoingMessage(body=url, mtype=msg.mtype if msg else "chat",
+                                      subject=msg.subject if msg else None, url=url)  # fmt: skip
+        assert message is not None
+        if groupchat:
+            outcomes = await muc.send_rooms(session, recipients, message,
+                                            nick or session.jid.user, room_secret)
+        else:
+            outcomes = await send_direct(session, recipients, message)
+        if message.url is not None:
+            for o in outcomes:
+                o.extra["url"] = message.url
+        return outcomes
 
-                outcomes = await muc.send_rooms(session, recipients, message,
-                                                nick or session.jid.user, room_secret)
-            else:
-                outcomes = await send_direct(session, recipients, message)
-            if message.url is not None:
-                for o in outcomes:
-                    o.extra["url"] = message.url
-            return outcomes
-        finally:
-            await session.close()
-
-    return run(main)
+    # window: never let slixmpp request acks itself (see send_direct)
+    return run_session(settings, password, plugins, deliver,
+                       plugin_config={"xep_0198": {"window": 2**31, "allow_resume": False}})
 
 
 def command(
     settings: Settings, request: SendRequest, stdin: BinaryIO, stdout: BinaryIO | None = None
 ) -> None:
     """``xmpp-tool send``: validate everything, get the password, send, report."""
-    msg: Message | None = None
+    msg: OutgoingMessage | None = None
     upload = None
     if request.file is None:
-        msg = Message(read_body(request.message, stdin), request.mtype, request.subject)
+        msg = OutgoingMessage(read_body(request.message, stdin), request.mtype, request.subject)
     else:
-        from .upload import Upload, progress_wanted
-
         upload = Upload.open(request.file, settings, progress=progress_wanted(request.opts.quiet))
         if request.subject is not None or request.mtype != "chat":
-            msg = Message("", request.mtype, request.subject)
+            msg = OutgoingMessage("", request.mtype, request.subject)
     what = "room JID" if request.groupchat else "recipient JID"
     recipients = []
     seen = set()
     for text in request.recipients:
-        jid = jid_or_error(text, what)
+        jid = slix.jid_or_error(text, what)
         if request.groupchat and not jid.user:
             raise errors.dataerr(f"invalid room JID {text!r}: no local part (the room's name)")
         if jid.bare not in seen:  # each recipient gets the message once
             seen.add(jid.bare)
             recipients.append(jid)
-    jid_or_error(settings.jid, "account JID")
-    outcomes = send(settings, password.obtain(settings), recipients, msg,
+    outcomes = send(settings, login_password(settings), recipients, msg,
                     groupchat=request.groupchat, nick=request.nick, upload=upload)  # fmt: skip
     report(outcomes, stdout if request.opts.json else None)

@@ -11,7 +11,12 @@
   only emits ``ssl_invalid_chain`` and the session never starts); they are turned
   into a :class:`~xmpp_tool.errors.ToolError` with the right exit code at once.
 
-slixmpp is imported lazily (here, not in the CLI) so ``--help`` and usage errors stay fast.
+One lifecycle for every action (send, rooms, upload, unread): :func:`run_session`
+opens the session on a fresh event loop, hands it to the action, and closes it
+whatever happens.  What several actions need of an open session is here once:
+:meth:`Session.guard` (a request that may fail, time out or outlive the
+connection), :meth:`Session.events` (event handlers for the length of a step),
+:meth:`Session.disco_features` (XEP-0030 feature checks).
 """
 
 from __future__ import annotations
@@ -21,14 +26,13 @@ import hashlib
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, TypeVar
 
-from . import errors
+from . import errors, password, slix
 from .config import Settings
-
-if TYPE_CHECKING:  # pragma: no cover
-    from slixmpp import ClientXMPP
 
 log = logging.getLogger("xmpp_tool")
 T = TypeVar("T")
@@ -44,105 +48,6 @@ SASL_MECHS = {
     "SCRAM-SHA-1",
     "PLAIN",
 }
-
-
-_prepared = False
-
-
-def prepare_slixmpp(need_dns: bool = True) -> None:
-    """Import slixmpp once, with speed fixes for a short-lived client.
-
-    - slixmpp.xmlstream.tostring imports pygments at import time when it is
-      installed (Typer pulls it in via rich) only to colour debug dumps we never
-      show: hide it for that import (~30 ms).
-    - Likewise aiodns (~30 ms), which slixmpp only uses for DNS SRV lookups, when
-      the server address is given (-s or ``server``): no SRV lookup happens then.
-    - slixmpp's SCRAM ``Hi()`` is a pure-Python PBKDF2 loop (0.1-0.3 s for
-      prosody's 10000 iterations on this machine); ``hashlib.pbkdf2_hmac`` computes
-      exactly Hi() (RFC 5802 defines Hi as PBKDF2 with HMAC) in C.
-    - slixmpp.version asks importlib.metadata for its own version, and importing
-      that (email, zipfile, csv, ...) costs ~12 ms of CPU: see
-      :func:`_preseed_slixmpp_version`.
-    """
-    global _prepared
-    if _prepared:
-        return
-    import sys
-
-    _preseed_slixmpp_version()
-    hide = ["pygments"] if need_dns else ["pygments", "aiodns"]
-
-    blocked = [name for name in hide if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        import slixmpp  # noqa: F401
-        from slixmpp.util.sasl import mechanisms
-    finally:
-        for name in blocked:
-            del sys.modules[name]
-
-    def hi(self: Any, text: Any, salt: bytes, iterations: int) -> bytes:
-        return hashlib.pbkdf2_hmac(self.hash().name, bytes(text), salt, iterations)
-
-    if hasattr(mechanisms, "SCRAM") and hasattr(mechanisms.SCRAM, "Hi"):
-        mechanisms.SCRAM.Hi = hi  # type: ignore[method-assign]
-    _prepared = True
-
-
-def _preseed_slixmpp_version() -> None:
-    """Give slixmpp its ``slixmpp.version`` module without importlib.metadata.
-
-    The version is the one importlib.metadata would report: the name of the
-    ``slixmpp-X.Y.Z.dist-info`` directory installed beside the package that is
-    imported.  When there is no such directory (a source checkout, an egg, a zip),
-    nothing is pre-seeded and slixmpp's own module does the lookup.
-    """
-    import sys
-
-    if "slixmpp" in sys.modules or "slixmpp.version" in sys.modules:
-        return
-    import importlib.util
-    import os
-    import types
-
-    try:
-        spec = importlib.util.find_spec("slixmpp")
-        locations = list(spec.submodule_search_locations or []) if spec else []
-        if len(locations) != 1:
-            return
-        site = os.path.dirname(locations[0])
-        found = [name[len("slixmpp-") : -len(".dist-info")] for name in os.listdir(site)
-                 if name.startswith("slixmpp-") and name.endswith(".dist-info")]  # fmt: skip
-    except (ImportError, ValueError, OSError):
-        return
-    if len(found) != 1:
-        return  # none, or several (a broken install): let slixmpp decide
-    version = found[0]
-    parts = version.split(".")[:3]
-    module = types.ModuleType("slixmpp.version")
-    module.__version__ = version  # type: ignore[attr-defined]
-    module.__version_info__ = (  # type: ignore[attr-defined]
-        tuple(int(p) for p in parts) if len(parts) == 3 and all(p.isdigit() for p in parts)
-        else (0, 0, 0)
-    )
-    sys.modules["slixmpp.version"] = module
-
-
-def jid_or_error(value: str, what: str) -> Any:
-    """Parse a JID with slixmpp's parser; invalid -> exit 65 naming ``what``."""
-    prepare_slixmpp()
-    from slixmpp.jid import JID, InvalidJID
-
-    try:
-        jid = JID(value)
-    except InvalidJID as exc:
-        raise errors.dataerr(f"invalid {what} {value!r}: {exc}") from None
-    except Exception as exc:  # the Rust JID parser raises other types on odd input
-        raise errors.dataerr(f"invalid {what} {value!r}: {exc}") from None
-    if not jid.domain:
-        raise errors.dataerr(f"invalid {what} {value!r}: no domain")
-    return jid
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -181,12 +86,14 @@ class Session:
         password: str,
         plugins: Iterable[str],
         plugin_config: dict[str, dict[str, Any]] | None = None,
+        unused_handlers: Iterable[str] = (),
     ) -> None:
-        prepare_slixmpp(need_dns=settings.host is None)
-        import slixmpp
-
+        """``unused_handlers``: slixmpp's stanza handlers for events the action
+        never uses; they are removed (slixmpp matches every incoming stanza
+        against every handler)."""
+        slix.prepare(need_dns=settings.host is None)
         self.settings = settings
-        self.jid = jid_or_error(settings.jid, "account JID")
+        self.jid = slix.jid_or_error(settings.jid, "account JID")
         if not self.jid.user:
             raise errors.dataerr(f"invalid account JID {settings.jid!r}: no user part")
         self.loop = asyncio.get_running_loop()
@@ -201,10 +108,10 @@ class Session:
         config.update(plugin_config or {})
         # (our context from the start: slixmpp's default one would load the
         # system CA store first, for nothing when a CA file or pin is used)
-        client = slixmpp.ClientXMPP(
+        client = slix.ClientXMPP(
             self.jid.bare, password, plugin_config=config, ssl_context=tls_context(settings)
         )
-        self.client: ClientXMPP = client
+        self.client: Any = client
         client.enable_plaintext = False
         client.enable_direct_tls = settings.direct_tls
         client.enable_starttls = not settings.direct_tls
@@ -214,6 +121,8 @@ class Session:
         client.max_redirects = -1  # never follow see-other-host (it would change the TLS name)
         for name in plugins:
             client.register_plugin(name)
+        for name in unused_handlers:
+            client.remove_handler(name)
 
         client.add_event_handler("connection_failed", self._on_connection_failed)
         client.add_event_handler("reconnect_delay", self._on_reconnect_delay)
@@ -365,9 +274,8 @@ class Session:
     # ------------------------------------------------------------------ running
 
     async def guard(self, aw: Awaitable[T], what: str, timeout: float | None = None) -> T:
-        """Await ``aw`` but give up on a session failure or after ``timeout``."""
-        from slixmpp.exceptions import IqError, IqTimeout
-
+        """Await ``aw`` but give up on a session failure or after ``timeout``.  An
+        error answer is :class:`~xmpp_tool.errors.Refused` (76), none 75."""
         task: asyncio.Future[T] = asyncio.ensure_future(aw)
         timeout = self.settings.timeout if timeout is None else timeout
         waiting: set[asyncio.Future[Any]] = {task, self.failure}
@@ -375,15 +283,45 @@ class Session:
         if task in done:
             try:
                 return task.result()
-            except IqError as exc:
-                raise errors.protocol(
-                    f"{what}: server answered {errors.describe(exc.iq['error'])}") from None
-            except IqTimeout:
+            except slix.IqError as exc:
+                raise errors.Refused(what, exc.iq["error"]) from None
+            except slix.IqTimeout:
                 raise errors.tempfail(f"{what}: no answer from the server") from None
         task.cancel()
         if self.failure.done():
             raise self.failure.result()
         raise errors.tempfail(f"{what}: timed out after {timeout:g} s")
+
+    @contextmanager
+    def events(self, handlers: Mapping[str, Callable[[Any], None]]) -> Iterator[None]:
+        """``handlers`` (event name -> handler) for the length of the ``with``."""
+        for event, handler in handlers.items():
+            self.client.add_event_handler(event, handler)
+        try:
+            yield
+        finally:
+            for event, handler in handlers.items():
+                self.client.del_event_handler(event, handler)
+
+    async def disco_features(self, jid: Any, what: str) -> set[str]:
+        """The features ``jid`` announces in its disco#info (XEP-0030).  An error
+        answer is :class:`~xmpp_tool.errors.Refused` with its condition."""
+        disco = self.client.plugin["xep_0030"]
+        info = await self.guard(
+            disco.get_info(jid=jid, local=False, timeout=self.settings.timeout), what)
+        return set(info["disco_info"]["features"])
+
+    async def __aenter__(self) -> Session:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, _type: type[BaseException] | None,
+                        _exc: BaseException | None, _tb: TracebackType | None) -> None:
+        await self.close()
 
     async def start(self) -> None:
         s = self.settings
@@ -432,11 +370,37 @@ def quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-def run(coro_factory: Callable[[], Awaitable[T]]) -> T:
-    """Run an action on a fresh event loop, silencing asyncio's stray reports."""
+def in_fresh_loop(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    """Await ``coro_factory()`` on a fresh event loop, silencing asyncio's stray reports."""
 
     async def main() -> T:
         quiet_loop_errors(asyncio.get_running_loop())
         return await coro_factory()
 
     return asyncio.run(main())
+
+
+def run_session(
+    settings: Settings,
+    secret: str,
+    plugins: Iterable[str],
+    action: Callable[[Session], Awaitable[T]],
+    *,
+    plugin_config: dict[str, dict[str, Any]] | None = None,
+    unused_handlers: Iterable[str] = (),
+) -> T:
+    """Open a session, ``action`` on it, close it: the lifecycle of every action."""
+
+    async def main() -> T:
+        async with Session(settings, secret, plugins, plugin_config,
+                           unused_handlers) as session:  # fmt: skip
+            return await action(session)
+
+    return in_fresh_loop(main)
+
+
+def login_password(settings: Settings) -> str:
+    """Before any session: the account's JID must be valid (65, without asking
+    for a password), then the password is obtained."""
+    slix.jid_or_error(settings.jid, "account JID")
+    return password.obtain(settings)

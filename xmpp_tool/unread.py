@@ -16,10 +16,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from . import errors, password, statefile
+from . import errors, slix, statefile
 from .config import Settings
-from .render import Message, Writer
-from .session import Session, jid_or_error, run
+from .render import UnreadMessage, Writer
+from .session import Session, login_password, run_session
 from .unread_walk import PAGE, Archived, Page, UnknownId, classify_raw, find_unread, marks
 
 log = logging.getLogger("xmpp_tool")
@@ -29,6 +29,9 @@ OFFLINE_NS = "http://jabber.org/protocol/offline"
 MDS_NS = "urn:xmpp:mds:displayed:0"
 OFFLINE_CHUNK = 100  # XEP-0013 nodes per view request
 
+# slixmpp matches every incoming stanza against every handler; 10,000 archived
+# messages x ~22 handlers is most of our CPU time.  These are for events we never
+# use (and never answer anything), so the session drops them.
 UNUSED_HANDLERS = (
     "IM",  # 'message' events (MAM results are collected by their own handler)
     "Forwarded Stanza",
@@ -62,7 +65,8 @@ PLUGINS = (
 # --------------------------------------------------------------------------- reading
 
 
-def _bare(jid: str) -> str:
+def _bare_lowercase(jid: str) -> str:
+    """``user@host/resource`` -> ``user@host``, lowercase (text, not a JID object)."""
     return jid.split("/", 1)[0].lower()
 
 
@@ -94,27 +98,16 @@ def extract(result: Any, me: str) -> Archived:
     stamp = delay.get("stamp", "") if delay is not None else ""
     body_el = inner.find(CLIENT_BODY)
     body = body_el.text or "" if body_el is not None else ""
-    kind, contact = classify_raw(inner.get("type"), _bare(inner.get("from", "")),
-                                 _bare(inner.get("to", "")), bool(body), me)
+    kind, contact = classify_raw(inner.get("type"), _bare_lowercase(inner.get("from", "")),
+                                 _bare_lowercase(inner.get("to", "")), bool(body), me)
     return Archived(aid, kind, contact, stamp, body if kind == "in" else "")
 
 
 # --------------------------------------------------------------------------- server
 
 
-async def has_feature(session: Session, jid: Any, feature: str) -> bool:
-    info = await session.guard(
-        session.client.plugin["xep_0030"].get_info(jid=jid, local=False,
-                                                  timeout=session.settings.timeout),
-        f"service discovery on {jid}",
-    )
-    return feature in info["disco_info"]["features"]
-
-
 async def read_pointers(session: Session) -> dict[str, str]:
     """XEP-0490 pointers: contact bare JID -> stanza-id (by our account)."""
-    from slixmpp.exceptions import IqError
-
     client = session.client
     me = client.boundjid.bare
     try:
@@ -127,8 +120,6 @@ async def read_pointers(session: Session) -> dict[str, str]:
             log.info("no displayed pointers: %s", exc.message)
             return {}
         raise
-    except IqError:  # pragma: no cover - guard() converts these
-        return {}
     pointers: dict[str, str] = {}
     for item in iq["pubsub"]["items"]:
         sid = item["displayed"]["stanza_id"]
@@ -161,8 +152,6 @@ class MamArchive:
 
     async def page(self, *, with_: str | None = None, after: str | None = None,
                    before: str | None = None, max_: int = PAGE) -> Page:
-        from slixmpp import JID
-
         rsm: dict[str, Any] = {"max": max_}
         if after is not None:
             rsm["after"] = after
@@ -171,7 +160,7 @@ class MamArchive:
         mam: Any = self.session.client.plugin["xep_0313"]
         self.queries += 1
         iq = await self.session.guard(
-            _known_id(mam.retrieve(with_jid=JID(with_) if with_ else None, rsm=rsm,
+            _known_id(mam.retrieve(with_jid=slix.JID(with_) if with_ else None, rsm=rsm,
                                    timeout=self.session.settings.timeout)),
             "reading the message archive (MAM)",
         )
@@ -181,11 +170,9 @@ class MamArchive:
 
 
 async def _known_id(aw: Any) -> Any:
-    from slixmpp.exceptions import IqError
-
     try:
         return await aw
-    except IqError as exc:
+    except slix.IqError as exc:
         if exc.iq["error"]["condition"] in UNKNOWN_ID_CONDITIONS:
             raise UnknownId(exc.iq["error"]["condition"]) from None
         raise
@@ -195,9 +182,7 @@ async def _known_id(aw: Any) -> Any:
 
 
 def _form(form_type: str, values: dict[str, str]) -> Any:
-    from slixmpp.plugins import xep_0004
-
-    form: Any = getattr(xep_0004, "Form")()  # noqa: B009 - untyped in slixmpp
+    form = slix.DataForm()
     form["type"] = "submit"
     form.add_field(var="FORM_TYPE", ftype="hidden", value=form_type)
     for var, value in values.items():
@@ -217,8 +202,6 @@ async def mark_read(session: Session, shown: dict[str, str]) -> None:
     """
     if not shown:
         return
-    from slixmpp.plugins.xep_0490.stanza import Displayed
-
     client = session.client
     me = client.boundjid.bare
     pubsub: Any = client.plugin["xep_0060"]
@@ -229,7 +212,7 @@ async def mark_read(session: Session, shown: dict[str, str]) -> None:
     )
 
     def publish(contact: str, aid: str) -> Any:
-        payload = Displayed()
+        payload = slix.Displayed()
         payload["stanza_id"]["id"] = aid
         payload["stanza_id"]["by"] = me
         return pubsub.publish(me, MDS_NS, id=contact, payload=payload, options=options,
@@ -270,8 +253,8 @@ async def _unread_mam(
         return
     shown = found.messages[:limit]
     for msg in shown:
-        out.message(Message(id=msg.aid, sender=msg.contact, timestamp=msg.timestamp,
-                            body=msg.body))
+        out.message(UnreadMessage(id=msg.aid, sender=msg.contact, timestamp=msg.timestamp,
+                                  body=msg.body))
     if mark:
         await mark_read(session, marks(shown))
 
@@ -319,8 +302,8 @@ async def _unread_offline(
             stamp = msg["delay"]["stamp"]
             if not isinstance(stamp, datetime):
                 stamp = datetime.now(UTC)  # no XEP-0203 delay: it arrived just now
-            out.message(Message(id=_offline_node(msg) or msg["id"] or "",
-                                sender=contact, timestamp=stamp, body=msg["body"]))
+            out.message(UnreadMessage(id=_offline_node(msg) or msg["id"] or "",
+                                      sender=contact, timestamp=stamp, body=msg["body"]))
             if limit is not None and out.written >= limit:
                 return
     if count_only:
@@ -339,18 +322,17 @@ def _offline_node(msg: Any) -> str:
     return ""
 
 
-async def _unread(
+async def _list_unread(
     session: Session, out: Writer, count_only: bool, mark: bool, limit: int | None
 ) -> None:
-    await session.start()
-    client = session.client
-    from slixmpp import JID
-
-    if await has_feature(session, JID(client.boundjid.bare), MAM_NS):
+    """From the archive if the account has one, else from offline storage."""
+    account = slix.JID(session.client.boundjid.bare)
+    if MAM_NS in await session.disco_features(account, f"service discovery on {account}"):
         log.info("using the message archive (XEP-0313) and displayed pointers (XEP-0490)")
         await _unread_mam(session, out, count_only, mark, limit)
         return
-    if await has_feature(session, JID(client.boundjid.domain), OFFLINE_NS):
+    domain = slix.JID(session.client.boundjid.domain)
+    if OFFLINE_NS in await session.disco_features(domain, f"service discovery on {domain}"):
         if mark:
             raise errors.protocol(
                 "server has no message archive (XEP-0313): cannot mark as read (-m); "
@@ -368,8 +350,7 @@ async def _unread(
 def command(settings: Settings, stdout: BinaryIO, *, as_json: bool, count_only: bool,
             mark: bool, limit: int | None) -> None:
     """``xmpp-tool unread``: validate, get the password, read and print."""
-    jid_or_error(settings.jid, "account JID")
-    unread(settings, password.obtain(settings), stdout, as_json=as_json,
+    unread(settings, login_password(settings), stdout, as_json=as_json,
            count_only=count_only, mark=mark, limit=limit)
 
 
@@ -385,16 +366,7 @@ def unread(
 ) -> None:
     out = Writer(stdout, as_json=as_json)
 
-    async def main() -> None:
-        session = Session(settings, secret, PLUGINS)
-        # slixmpp matches every incoming stanza against every handler; 10,000
-        # archived messages x ~22 handlers is most of our CPU time.  These are
-        # for events we never use (and never answer anything), so drop them.
-        for name in UNUSED_HANDLERS:
-            session.client.remove_handler(name)
-        try:
-            await _unread(session, out, count_only, mark, limit)
-        finally:
-            await session.close()
+    async def list_unread(session: Session) -> None:
+        await _list_unread(session, out, count_only, mark, limit)
 
-    run(main)
+    run_session(settings, secret, PLUGINS, list_unread, unused_handlers=UNUSED_HANDLERS)

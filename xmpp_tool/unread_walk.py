@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from . import slix
+
 log = logging.getLogger("xmpp_tool")
 
 PAGE = 250  # messages per MAM page (servers may send fewer: prosody's default cap is 50)
@@ -66,10 +68,8 @@ def parse_stamp(text: str) -> datetime:
     try:
         ts = datetime.fromisoformat(text.strip())
     except ValueError:
-        from slixmpp.plugins import xep_0082
-
         try:
-            ts = xep_0082.parse(text)
+            ts = slix.parse_timestamp(text)
         except ValueError:
             return datetime.now(UTC)
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)

@@ -10,25 +10,23 @@ The HTTPS connection is verified exactly like the XMPP one: the CA file (``-C``,
 SHA-256 fingerprint pin (then the upload host must present that same
 certificate).  Only ``https`` slot URLs are accepted.  The HTTP client is aiohttp,
 the one slixmpp's own ``upload_file`` uses; that helper is not used because it
-opens its session without our TLS settings.
+opens its session without our TLS settings.  aiohttp and mimetypes are imported
+inside the functions that use them, for start-up speed: only ``send -F`` needs them.
 """
 
 from __future__ import annotations
 
 import logging
-import mimetypes
 import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import errors
 from .config import Settings
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
+from .session import Session, tls_context
 
 log = logging.getLogger("xmpp_tool")
 
@@ -87,10 +85,12 @@ class Upload:
             raise errors.dataerr(f"-F {file}: cannot read: {exc}") from None
         if st.st_size == 0:
             raise errors.dataerr(f"-F {file}: the file is empty")
+        import mimetypes
+
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return cls(path, st.st_size, path.name, ctype, settings, progress)
 
-    async def run(self, session: Session) -> str:
+    async def transfer(self, session: Session) -> str:
         """Slot, PUT, and the GET URL to send."""
         xep = session.client.plugin["xep_0363"]
         domain = session.jid.domain
@@ -126,8 +126,6 @@ class Upload:
     def _ssl(self) -> Any:
         import aiohttp
 
-        from .session import tls_context
-
         if self.settings.fingerprint:
             return aiohttp.Fingerprint(bytes.fromhex(self.settings.fingerprint))
         return tls_context(self.settings)
@@ -151,7 +149,6 @@ class Upload:
             sys.stderr.flush()
 
     async def put(self, url: str, slot_headers: dict[str, str]) -> None:
-
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(

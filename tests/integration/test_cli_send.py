@@ -250,8 +250,10 @@ def test_without_stream_management_a_ping_confirms(
     stream management switched off on our side (the code path, not a mock)."""
     from xmpp_tool import send as xt_send
     from xmpp_tool import session as xt_session
+    from xmpp_tool import slix
     from xmpp_tool.config import Settings
     from xmpp_tool.errors import Exit, ToolError
+    from xmpp_tool.outgoing import OutgoingMessage
 
     server, alice, apw, bob, bpw = pair
     to = bob if recipient_kind == "known" else f"nobody{uuid.uuid4().hex[:8]}@{server.domain}"
@@ -261,18 +263,18 @@ def test_without_stream_management_a_ping_confirms(
         sess = xt_session.Session(settings, apw, xt_send.PLUGINS)
         sm: Any = sess.client.plugin["xep_0198"]
         sm.plugin_end()  # never negotiate SM
-        try:
-            await xt_send._send(sess, xt_session.jid_or_error(to, "recipient"), "via ping")
+        async with sess:
+            outcomes = await xt_send.send_direct(sess, [slix.jid_or_error(to, "recipient")],
+                                                 OutgoingMessage("via ping"))
+            xt_send.report(outcomes, None)
             return bool(sess.client.plugin["xep_0198"].enabled_out)
-        finally:
-            await sess.close()
 
     if recipient_kind == "known":
-        assert xt_session.run(main) is False  # really without SM
+        assert xt_session.in_fresh_loop(main) is False  # really without SM
         assert [m["body"] for m in unread_json(server, bob, bpw)] == ["via ping"]
     else:
         with pytest.raises(ToolError) as info:
-            xt_session.run(main)
+            xt_session.in_fresh_loop(main)
         assert info.value.code == Exit.PROTOCOL
         assert to in info.value.message
 
@@ -288,7 +290,9 @@ def test_tls_socket_leaves_delayed_ack_mode(
 
     from xmpp_tool import send as xt_send
     from xmpp_tool import session as xt_session
+    from xmpp_tool import slix
     from xmpp_tool.config import Settings
+    from xmpp_tool.outgoing import OutgoingMessage
 
     if not hasattr(socket, "TCP_QUICKACK"):
         pytest.skip("TCP_QUICKACK is Linux-only")
@@ -305,13 +309,11 @@ def test_tls_socket_leaves_delayed_ack_mode(
     settings = Settings(jid=alice, host=server.host, port=port, cafile=server.cafile,
                         direct_tls=direct_tls)  # fmt: skip
 
-    async def main() -> None:
-        sess = xt_session.Session(settings, apw, xt_send.PLUGINS)
-        try:
-            await xt_send._send(sess, xt_session.jid_or_error(bob, "recipient"), "quick")
-        finally:
-            await sess.close()
+    async def main(sess: Any) -> None:
+        outcomes = await xt_send.send_direct(sess, [slix.jid_or_error(bob, "recipient")],
+                                             OutgoingMessage("quick"))
+        xt_send.report(outcomes, None)
 
-    xt_session.run(main)
+    xt_session.run_session(settings, apw, xt_send.PLUGINS, main)
     assert calls.count((socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)) == 1
     assert [m["body"] for m in unread_json(server, bob, bpw)] == ["quick"]

@@ -125,16 +125,16 @@ def test_room_that_does_not_exist_is_76_and_is_not_created(xmpp_server: Any) -> 
         res = await _cli(server, alice, apw, "send", "-g", room, "anyone?")
         try:
             await owner.plugin["xep_0030"].get_info(jid=JID(room), timeout=10)
-            exists = True
-        except IqError:
-            exists = False
-        return res, exists
+            answer = "exists"
+        except IqError as exc:  # only item-not-found says "no such room"
+            answer = exc.iq["error"]["condition"]
+        return res, answer
 
-    res, exists = with_room(server, room, None, action)
+    res, answer = with_room(server, room, None, action)
     assert res.returncode == 76
     line = one_line(res.stderr)
     assert "no such room" in line and "item-not-found" in line
-    assert not exists
+    assert answer == "item-not-found"  # after the CLI's attempt, still no room
 
 
 def test_nickname_in_use_is_76_conflict(xmpp_server: Any) -> None:

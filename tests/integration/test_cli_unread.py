@@ -224,15 +224,10 @@ def test_xep0013_view_fallback_on_ejabberd(ejabberd_server: Any) -> None:
     def view(count_only: bool) -> list[Any]:
         buf = io.BytesIO()
 
-        async def main() -> None:
-            sess = xt_session.Session(settings, bpw, xt_unread.PLUGINS)
-            try:
-                await sess.start()
-                await xt_unread._unread_offline(sess, Writer(buf, as_json=True), count_only, None)
-            finally:
-                await sess.close()
+        async def offline(sess: Any) -> None:
+            await xt_unread._unread_offline(sess, Writer(buf, as_json=True), count_only, None)
 
-        xt_session.run(main)
+        xt_session.run_session(settings, bpw, xt_unread.PLUGINS, offline)
         return [json.loads(line) for line in buf.getvalue().decode().splitlines()]
 
     msgs = view(False)

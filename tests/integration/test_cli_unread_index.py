@@ -89,19 +89,14 @@ def test_an_id_the_archive_does_not_hold(xmpp_server: Any, bogus: str) -> None:
     send(server, ann, apw, reader, "hello")
     settings = Settings(jid=reader, host=server.host, port=server.port, cafile=server.cafile)
 
-    async def main() -> Any:
-        sess = xt_session.Session(settings, rpw, xt_unread.PLUGINS)
+    async def page(sess: Any) -> Any:
+        archive = xt_unread.MamArchive(sess)
         try:
-            await sess.start()
-            archive = xt_unread.MamArchive(sess)
-            try:
-                return await archive.page(with_=ann.lower(), after=bogus)
-            except UnknownId:
-                return "unknown"
-        finally:
-            await sess.close()
+            return await archive.page(with_=ann.lower(), after=bogus)
+        except UnknownId:
+            return "unknown"
 
-    got = xt_session.run(main)
+    got = xt_session.run_session(settings, rpw, xt_unread.PLUGINS, page)
     if server.kind == "ejabberd":
         assert [m.body for m in got.items] == ["hello"]
     else:

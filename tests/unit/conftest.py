@@ -65,6 +65,7 @@ class Captured:
 def captured_send(monkeypatch: pytest.MonkeyPatch) -> Captured:
     """Replace the network part of ``send`` to see what the CLI would send."""
     from xmpp_tool import send as send_module
+    from xmpp_tool.outgoing import Outcome
 
     cap = Captured([])
 
@@ -75,7 +76,7 @@ def captured_send(monkeypatch: pytest.MonkeyPatch) -> Captured:
              "recipients": [str(r) for r in recipients], "body": msg.body if msg else None,
              "message": msg, **kwargs}
         )
-        return [send_module.Outcome(str(r), ok=True) for r in recipients]
+        return [Outcome(str(r), ok=True) for r in recipients]
 
     monkeypatch.setattr(send_module, "send", fake_send)
     return cap

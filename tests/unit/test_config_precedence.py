@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from xmpp_tool import config
-from xmpp_tool.config import CliOptions, resolve
+from xmpp_tool.config import resolve
 from xmpp_tool.errors import Exit, ToolError
+from xmpp_tool.request import CliOptions
 
 CONFIG = """
 default = "work"

@@ -65,8 +65,8 @@ def test_slixmpp_version_without_importlib_metadata() -> None:
     # xmpp-tool gives it the same answer from the dist-info directory's name.
     code = (
         "import sys\n"
-        "from xmpp_tool import session\n"
-        "session.prepare_slixmpp(need_dns=False)\n"
+        "from xmpp_tool import slix\n"
+        "slix.prepare(need_dns=False)\n"
         "import slixmpp\n"
         "assert 'importlib.metadata' not in sys.modules\n"
         "from importlib.metadata import version\n"

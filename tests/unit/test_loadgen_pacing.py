@@ -3,6 +3,7 @@ first sender asks; unpaced runs send whenever the in-flight window allows."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,27 @@ def test_a_rate_must_be_positive(rate: float) -> None:
     assert exc.value.code == loadgen.EX_USAGE
 
 
+@pytest.mark.parametrize("argv", [
+    ["--rate", "many"],
+    ["--local-ejabberd", "--rate", "0"],
+    ["--server", "127.0.0.1:5222", "--domain", "x.test", "--cafile", "ca.crt", "--rate", "-1"],
+], ids=["not-a-number", "zero-local-ejabberd", "negative-server"])
 def test_cli_rate_is_checked_before_anything_is_contacted(
-    capsys: pytest.CaptureFixture[str],
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert loadgen.main(["--rate", "many"]) == loadgen.EX_USAGE
+    contacted: list[str] = []
+
+    def reached(what: str) -> Any:
+        def record(*_a: Any, **_k: Any) -> Any:
+            contacted.append(what)
+            raise AssertionError(f"{what} reached with a bad --rate")
+
+        return record
+
+    # what comes after the checks: a server started, a password read, a connection
+    for name in ("local_ejabberd", "read_password", "check_target", "run_load"):
+        monkeypatch.setattr(loadgen, name, reached(name))
+    monkeypatch.setattr(socket.socket, "connect", reached("socket.connect"))
+    assert loadgen.main(argv) == loadgen.EX_USAGE
+    assert contacted == []
+    assert "--rate" in capsys.readouterr().err

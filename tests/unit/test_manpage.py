@@ -5,14 +5,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from xmpp_tool import cli, manpage
+from xmpp_tool.cli import manpage
+from xmpp_tool.cli.typer_app import click_command
 from xmpp_tool.errors import EXIT_CODES
 
 
 def test_every_option_and_exit_code_is_on_the_page() -> None:
     page = manpage.render()
     plain = page.replace("\\-", "-")
-    group = cli._click_command()
+    group = click_command()
     ctx = group.make_context("xmpp-tool", ["unread"])
     for cmd in [group, *group.commands.values()]:
         for param in cmd.get_params(ctx):

@@ -106,7 +106,7 @@ def test_password_command_failures(tmp_path: Path, command: str, fragment: str) 
 
 
 def test_password_file_failures(tmp_path: Path) -> None:
-    for path, fragment in [(tmp_path / "missing", "not found"), (tmp_path, "")]:
+    for path, fragment in [(tmp_path / "missing", "not found"), (tmp_path, "Is a directory")]:
         s = settings(tmp_path, password_file=path)
         with pytest.raises(ToolError) as info:
             get_password(s, {}, prompt=no_prompt)

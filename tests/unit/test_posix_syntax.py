@@ -14,10 +14,11 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from xmpp_tool import cli, errors, fastargs
-from xmpp_tool.cli import SendRequest, UnreadRequest, parse
-from xmpp_tool.config import CliOptions
+from xmpp_tool import cli, errors
+from xmpp_tool.cli import fastargs, parse
+from xmpp_tool.cli.typer_app import click_command, parse_with_typer
 from xmpp_tool.errors import Exit
+from xmpp_tool.request import CliOptions, SendRequest, UnreadRequest
 
 
 def send_req(argv: list[str]) -> SendRequest:
@@ -39,7 +40,7 @@ def usage_code(run_cli: Any, argv: list[str]) -> tuple[int, str]:
 
 def all_options() -> list[tuple[str, list[str]]]:
     """(command name, option spellings) for the group and both commands."""
-    group = cli._click_command()
+    group = click_command()
     found = []
     for cmd in [group, *group.commands.values()]:
         for param in cmd.get_params(group.make_context("xmpp-tool", ["unread"])):
@@ -253,9 +254,9 @@ def outcome(parse_fn: Any, argv: list[str]) -> object:
 def check_agreement(argv: list[str]) -> bool:
     """Same outcome with and without the fast path; True if it was taken."""
     fast = fastargs.parse_send(argv)
-    assert outcome(cli.parse, argv) == outcome(cli.parse_with_typer, argv), argv
+    assert outcome(cli.parse, argv) == outcome(parse_with_typer, argv), argv
     if fast is not None:
-        assert isinstance(cli.parse_with_typer(argv), SendRequest), argv
+        assert isinstance(parse_with_typer(argv), SendRequest), argv
     return fast is not None
 
 
@@ -298,11 +299,11 @@ def test_fast_send_parse_agrees_with_typer_on_edge_cases(argv: list[str]) -> Non
 ])  # fmt: skip
 def test_common_send_lines_skip_typer(argv: list[str]) -> None:
     assert fastargs.parse_send(argv) is not None
-    assert cli.parse(argv) == cli.parse_with_typer(argv)
+    assert cli.parse(argv) == parse_with_typer(argv)
 
 
 def test_fast_parse_knows_exactly_typers_global_options() -> None:
-    group = cli._click_command()
+    group = click_command()
     ctx = group.make_context("xmpp-tool", ["unread"])
     flags: set[str] = set()
     valued: set[str] = set()

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from xmpp_tool.render import Message, Writer, iso_utc, json_line, text_line
+from xmpp_tool.render import UnreadMessage, Writer, iso_utc, json_line, text_line
 
-MSG = Message(
+MSG = UnreadMessage(
     id="abc-123",
     sender="alice@example.org",
     timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
@@ -41,7 +41,7 @@ def test_text_uses_local_time_sender_and_body(berlin: None) -> None:
 
 
 def test_text_neutralises_terminal_escapes() -> None:
-    evil = Message("i", "mallory@example.org", MSG.timestamp, "\x1b[2Jgone\x07")
+    evil = UnreadMessage("i", "mallory@example.org", MSG.timestamp, "\x1b[2Jgone\x07")
     line = text_line(evil)
     assert "\x1b" not in line and "\x07" not in line
     assert "gone" in line

@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from xmpp_tool import cli, send
-from xmpp_tool.cli import SendRequest, parse
+from xmpp_tool import password, send
+from xmpp_tool.cli import parse
+from xmpp_tool.cli.typer_app import click_command
 from xmpp_tool.errors import Exit, ToolError
+from xmpp_tool.outgoing import Outcome, OutgoingMessage
+from xmpp_tool.request import SendRequest
 
 G = ["-s", "127.0.0.1:1", "-u", "alice@example.org"]
 
@@ -95,7 +98,7 @@ def test_file_option() -> None:
 
 
 def test_every_new_option_goes_to_typer_not_the_fast_path() -> None:
-    from xmpp_tool import fastargs
+    from xmpp_tool.cli import fastargs
 
     for opt in (["-m", "x"], ["-F", "f"], ["-T", "normal"], ["-S", "s"], ["-g"]):
         assert fastargs.parse_send(["send", *opt, "a@x.org"]) is None
@@ -112,7 +115,7 @@ def test_several_recipients_one_login(run_cli: Any, captured_send: Any,
     assert res.code == Exit.OK, res.stderr
     (call,) = captured_send.calls
     assert call["recipients"] == ["a@x.org", "b@x.org/res"]  # the duplicate once
-    assert call["message"] == send.Message("body", "normal", "subj")
+    assert call["message"] == OutgoingMessage("body", "normal", "subj")
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [(d["recipient"], d["status"]) for d in lines] == [
         ("a@x.org", "sent"), ("b@x.org/res", "sent")]
@@ -152,8 +155,8 @@ def test_report_of_several_outcomes() -> None:
     import io
 
     out = io.BytesIO()
-    outcomes = [send.Outcome("a@x.org", ok=True, id="1"),
-                send.Outcome("b@x.org", error="item-not-found", id="2")]  # fmt: skip
+    outcomes = [Outcome("a@x.org", ok=True, id="1"),
+                Outcome("b@x.org", error="item-not-found", id="2")]  # fmt: skip
     with pytest.raises(ToolError) as info:
         send.report(outcomes, out)
     assert info.value.code == Exit.PROTOCOL
@@ -162,26 +165,26 @@ def test_report_of_several_outcomes() -> None:
     assert lines == [{"recipient": "a@x.org", "status": "sent", "id": "1"},
                      {"recipient": "b@x.org", "status": "refused", "error": "item-not-found",
                       "id": "2"}]  # fmt: skip
-    send.report([send.Outcome("a@x.org", ok=True)], None)  # all sent: no error
+    send.report([Outcome("a@x.org", ok=True)], None)  # all sent: no error
 
 
 def test_room_password_never_from_argv(tmp_path: Path) -> None:
     from xmpp_tool.config import Settings
 
     plain = Settings(jid="a@x.org", password_command="echo account-password")  # noqa: S106
-    assert send.room_password(plain, {"XMPP_TOOL_ROOM_PASSWORD": "s"}) == "s"
-    assert send.room_password(plain, {}) is None  # never the account's password
+    assert password.room_password(plain, {"XMPP_TOOL_ROOM_PASSWORD": "s"}) == "s"
+    assert password.room_password(plain, {}) is None  # never the account's password
     secret = tmp_path / "room.secret"
     secret.write_text("from-file\n")
-    assert send.room_password(Settings(jid="a@x.org", room_password_file=secret), {}) == (
+    assert password.room_password(Settings(jid="a@x.org", room_password_file=secret), {}) == (
         "from-file")
     cmd = Settings(jid="a@x.org", room_password_command="printf 'from-cmd\\n'")  # noqa: S106
-    assert send.room_password(cmd, {}) == "from-cmd"
-    assert send.room_password(cmd, {"XMPP_TOOL_ROOM_PASSWORD": "env"}) == "env"
+    assert password.room_password(cmd, {}) == "from-cmd"
+    assert password.room_password(cmd, {"XMPP_TOOL_ROOM_PASSWORD": "env"}) == "env"
     with pytest.raises(ToolError) as info:
-        send.room_password(Settings(jid="a@x.org", room_password_file=tmp_path / "no"), {})
+        password.room_password(Settings(jid="a@x.org", room_password_file=tmp_path / "no"), {})
     assert info.value.code == Exit.CONFIG and info.value.message.startswith("room password:")
-    group = cli._click_command()
+    group = click_command()
     params = group.commands["send"].get_params(group.make_context("xmpp-tool", ["unread"]))
     assert not any("password" in (p.name or "") for p in params)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from bench import tsung_lab
+from bench import loadgen, tsung_lab
 
 
 def scenario(**kw: int) -> tsung_lab.Scenario:
@@ -57,15 +58,59 @@ def test_scenario_is_bounded_starts_every_sender_and_holds_no_password() -> None
     assert auth is not None and auth.get("passwd") == "%%_pw%%"
 
 
-def test_message_fun_builds_loadgen_ids_bodies_and_recipients() -> None:
-    code = tsung_lab.message_fun(scenario(senders=100, recipients=20))
-    assert "N = ToInt(Idx) + (ToInt(K) - 1) * 100" in code
-    assert "N rem 20" in code
-    assert '"abcd1234-~6..0B"' in code
-    # the id first (the traffic log keeps 44 characters), an ack request after it
-    assert "<message id='~s' to='loadrcpt~B@ej.lab.test' type='chat'>" in code
-    assert "<body>xt-load ~s</body></message><r xmlns='urn:xmpp:sm:3'/>" in code
-    assert code.endswith("end.")
+#: tsung's lookup as the scenario's fun calls it ({ok, Value} for a variable that is set)
+TS_DYNVARS = """-module(ts_dynvars).
+-export([lookup/2]).
+lookup(Name, Vars) ->
+    case lists:keyfind(Name, 1, Vars) of {Name, Value} -> {ok, Value}; false -> false end.
+"""
+#: reads the eval fun and the users file as tsung does, and prints each stanza the fun
+#: makes: for each line of the file (idx and count as the binaries tsung reads), k = 1..count
+RUN = """#!/usr/bin/env escript
+main([Dir]) ->
+    {ok, ts_dynvars} = compile:file(filename:join(Dir, "ts_dynvars"), [{outdir, Dir}]),
+    true = code:add_patha(Dir),
+    {ok, Code} = file:read_file(filename:join(Dir, "fun.erl")),
+    {ok, Tokens, _} = erl_scan:string(binary_to_list(Code)),
+    {ok, [Expr]} = erl_parse:parse_exprs(Tokens),
+    {value, Fun, _} = erl_eval:expr(Expr, erl_eval:new_bindings()),
+    {ok, Users} = file:read_file(filename:join(Dir, "users.csv")),
+    [begin
+         [_User, Idx, Count, _Pw] = binary:split(Line, <<";">>, [global]),
+         [io:format("~s~n", [Fun({session, [{idx, Idx}, {k, K}]})])
+          || K <- lists:seq(1, binary_to_integer(Count))]
+     end || Line <- binary:split(string:trim(Users), <<"\\n">>, [global])],
+    ok.
+"""
+
+
+def test_message_fun_evaluated_by_erlang_sends_loadgen_messages(tmp_path: Path) -> None:
+    """The eval code as tsung reads it from the XML, run by Erlang for every (idx, k)
+    the users file and the loop give: exactly loadgen's messages, each sender's in
+    loadgen's order, each followed by an ack request.  (escript: Erlang comes with
+    ejabberd, tests/apt/base.txt.)"""
+    sc = scenario(senders=7, recipients=3, messages=50)
+    root = ET.fromstring(tsung_lab.build_scenario(sc).split("\n", 2)[2])  # noqa: S314
+    code = root.find(".//setdynvars[@sourcetype='eval']")
+    assert code is not None
+    (tmp_path / "fun.erl").write_text(code.get("code", ""))
+    (tmp_path / "users.csv").write_text(tsung_lab.users_csv(7, 50, "pw"))
+    (tmp_path / "ts_dynvars.erl").write_text(TS_DYNVARS)
+    (tmp_path / "run.escript").write_text(RUN)
+    res = subprocess.run(["escript", str(tmp_path / "run.escript"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    sent = []
+    for line in res.stdout.splitlines():
+        stanzas = list(ET.fromstring(f"<s>{line}</s>"))  # noqa: S314 (our own output)
+        assert [e.tag for e in stanzas] == ["message", "{urn:xmpp:sm:3}r"], line
+        msg = stanzas[0]
+        assert msg.get("type") == "chat"
+        sent.append((msg.get("id"), msg.get("to"), msg.findtext("body")))
+    recipients = [a.jid for a in loadgen.accounts("loadrcpt", 3, "ej.lab.test", "pw")]
+    expected = [(f"abcd1234-{n:06d}", recipients[n % 3], f"{loadgen.BODY_PREFIX} abcd1234-{n:06d}")
+                for sender in range(7) for n in range(sender, 50, 7)]  # fmt: skip
+    assert sent == expected
 
 
 def test_cli_usage_errors_exit_64_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

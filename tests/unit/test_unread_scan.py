@@ -101,7 +101,7 @@ def test_extract_reads_a_mam_result() -> None:
     assert (mine.kind, mine.contact, mine.body) == ("out", "alice@example.org", "")
 
 
-def test_server_without_mam_or_offline_retrieval_is_76(monkeypatch: Any) -> None:
+def test_server_without_mam_or_offline_retrieval_is_76() -> None:
     import asyncio
     import io
     from types import SimpleNamespace
@@ -112,16 +112,14 @@ def test_server_without_mam_or_offline_retrieval_is_76(monkeypatch: Any) -> None
     from xmpp_tool.errors import Exit, ToolError
     from xmpp_tool.render import Writer
 
-    async def no_feature(*_a: Any) -> bool:
-        return False
+    async def no_features(*_a: Any) -> set[str]:
+        return set()
 
-    async def start() -> None:
-        return None
-
-    monkeypatch.setattr(unread, "has_feature", no_feature)
     fake: Any = SimpleNamespace(
-        start=start, client=SimpleNamespace(boundjid=SimpleNamespace(bare="a@x", domain="x")))
+        disco_features=no_features,
+        client=SimpleNamespace(boundjid=SimpleNamespace(bare="a@x", domain="x")))
     with pytest.raises(ToolError) as info:
-        asyncio.run(unread._unread(fake, Writer(io.BytesIO(), as_json=False), False, False, None))
+        asyncio.run(unread._list_unread(fake, Writer(io.BytesIO(), as_json=False), False, False,
+                                        None))
     assert info.value.code == Exit.PROTOCOL
     assert "XEP-0313" in info.value.message and "XEP-0013" in info.value.message

@@ -1,6 +1,6 @@
 """``xmpp-tool(1)``, written from the command's own help (run at build time).
 
-``python -m xmpp_tool.manpage [FILE]`` prints the page (or writes FILE).  Every text
+``python -m xmpp_tool.cli.manpage [FILE]`` prints the page (or writes FILE).  Every text
 comes from the Typer/Click command (usage, the help of each option and operand,
 the epilog with the exit status and the password sources), so the page and
 ``--help`` cannot disagree.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import __version__
+from .. import PROG, __version__
+from .typer_app import click_command
 
 
 def _roff(text: str) -> str:
@@ -51,9 +52,7 @@ def _options(cmd: Any, ctx: Any) -> str:
 
 
 def render() -> str:
-    from .cli import PROG, _click_command
-
-    group = _click_command()
+    group = click_command()
     ctx = group.make_context(PROG, ["unread"], resilient_parsing=True)
     out = [
         f'.TH {_roff(PROG.upper())} 1 "" "{PROG} {__version__}" "User Commands"',

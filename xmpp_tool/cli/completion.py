@@ -6,12 +6,17 @@ same parser as a real run, so what is offered follows the POSIX syntax: global
 options before the command, a command's options before its operands.  Click would
 still offer ``send``'s options after an operand (where they are operands, the
 message or more recipients): :func:`enable` stops that.
+
+Typer's completion classes are imported inside :func:`enable`, for start-up
+speed: the run loop asks :func:`requested` on every run, Typer or not.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+from ..request import MESSAGE_TYPES
 
 COMPLETE_VAR = "_XMPP_TOOL_COMPLETE"
 
@@ -39,6 +44,4 @@ def enable(group: Any) -> None:
 
 def complete_type(incomplete: str) -> list[str]:
     """Values of ``send -T``."""
-    from .cli import MESSAGE_TYPES
-
     return [t for t in MESSAGE_TYPES if t.startswith(incomplete)]
