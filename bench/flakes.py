@@ -19,8 +19,8 @@ from a running lab.
 Both print one line per run (result, wall time, ``/proc/loadavg`` before and after)
 and, with ``--json FILE``, write them as JSON.  Root only.
 
-    python3 bench/flakes.py vagrant --runs 3
-    python3 bench/flakes.py nspawn --runs 5 --cpu-quota 25 --release trixie
+    python3 -m bench.flakes vagrant --runs 3
+    python3 -m bench.flakes nspawn --runs 5 --cpu-quota 25 --release trixie
 
 Exit codes: 0 every run passed; 1 a run failed; 64 usage; 77 not root.
 """
@@ -90,7 +90,9 @@ def vagrant_run(index: int, workdir: Path, timeout: float) -> dict[str, Any]:
 
 
 def nspawn_run(index: int, release: str, quota: int) -> dict[str, Any]:
-    from lab import harness  # after XTLAB_* are set: the harness reads them at import
+    # Imported here, not at the top: the harness reads XTLAB_* when it is imported, and
+    # main() sets them first.
+    from lab import harness
 
     rec: dict[str, Any] = {"run": index, "release": release, "cpu_quota_percent": quota,
                            "load_before": loadavg()}
@@ -130,7 +132,8 @@ def line(rec: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bench/flakes.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python3 -m bench.flakes",
+                                 description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("vagrant", help="the whole-lab vagrant test from fresh clones")
     v.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "flakes")
@@ -154,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("XTLAB_PREFIX", "xtflk")
         os.environ.setdefault("XTLAB_SUBNET", "10.213.59")
         os.environ["XTLAB_CPU_QUOTA"] = str(ns.cpu_quota)
-        sys.path.insert(0, str(ROOT))
     else:
         ns.workdir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
