@@ -27,18 +27,24 @@ prosody-users-marker-directory-present:
 
 prosody-user-{{ jid }}-registered:
   cmd.run:
+    {#- prosody 13's prosodyctl adduser/passwd talk to the running server over its admin
+        socket, which prosody (Type=simple: "started" at once) opens only once it has
+        loaded; on a slow machine the first tries fail. So the registration is tried
+        until it holds, for at most start_timeout seconds, then fails with prosodyctl's
+        last line. The password is read once from stdin and handed to each try by
+        printf (a shell builtin: never in a process's argv). #}
     - name: >-
-        if {{ exists }}; then prosodyctl passwd {{ jid }}; else prosodyctl adduser {{ jid }}; fi
-        >/dev/null && {{ exists }} && echo {{ digest }} > {{ marker }}
-    - stdin: {{ (user.password ~ '\n' ~ user.password ~ '\n') | json }}
+        read -r pw;
+        end=$(( $(date +%s) + {{ prosody.start_timeout | int }} ));
+        until out=$( { if {{ exists }}; then printf '%s\n%s\n' "$pw" "$pw" | prosodyctl passwd {{ jid }};
+        else printf '%s\n%s\n' "$pw" "$pw" | prosodyctl adduser {{ jid }}; fi; } 2>&1 ) && {{ exists }}; do
+        if [ "$(date +%s)" -ge "$end" ]; then
+        echo "{{ jid }}: not registered within {{ prosody.start_timeout | int }} s: $(printf '%s' "$out" | tail -n 1)" >&2;
+        exit 1; fi; sleep 2; done;
+        echo {{ digest }} > {{ marker }}
+    - stdin: {{ (user.password ~ '\n') | json }}
     - output_loglevel: quiet
     - unless: {{ (exists ~ ' && grep -qx ' ~ digest ~ ' ' ~ marker) | json }}
-    {#- Right after prosody's first start the first registration sometimes fails (seen
-        once in a few first applies since one apt transaction made the apply faster):
-        prosody sets up its SQL store as it starts, beside this prosodyctl. #}
-    - retry:
-        attempts: 3
-        interval: 2
     - require:
       - service: prosody-service-running
       - file: prosody-users-marker-directory-present
