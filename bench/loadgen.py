@@ -229,6 +229,8 @@ class Audit:
     bounced_unarchived: int = 0
     lost_ids: list[str] = field(default_factory=list)
     lost_detail: list[dict[str, Any]] = field(default_factory=list)
+    # Archive entries per message id of this run (what a checker of its own reads).
+    counts: dict[str, int] = field(default_factory=dict, repr=False)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -728,6 +730,7 @@ class LoadGen:
             elif mid in counts:
                 audit.found_unacked += 1
         audit.seconds = round(time.monotonic() - t, 3)
+        audit.counts = counts
         return audit
 
     def describe_message(self, msg: Message) -> dict[str, Any]:
