@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -60,6 +61,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -166,6 +168,8 @@ def check(history: Mapping[str, Any]) -> dict[str, Any]:
     acked = [o for o in ops if o.get("acked_t") is not None]
     unknown = [o for o in ops if o.get("sent_t") is not None and o.get("acked_t") is None]
     required = {o["mid"] for o in acked if not o.get("refused")}
+    to = {o["mid"]: o.get("recipient") for o in ops}
+    node = {o["mid"]: o.get("node") for o in ops}
     per_read: list[dict[str, Any]] = []
     lost_any: set[str] = set()
     lost_every: set[str] | None = None
@@ -188,6 +192,8 @@ def check(history: Mapping[str, Any]) -> dict[str, Any]:
                 "duplicates": d,
                 "unknown_found": sum(1 for o in unknown if counts.get(o["mid"], 0) > 0),
                 "lost_ids": sorted(missing)[:20],
+                "lost_by_recipient": dict(sorted(Counter(to[m] for m in missing).items())),
+                "lost_by_sender_node": dict(sorted(Counter(str(node[m]) for m in missing).items())),
             }
         )
     good = [r for r in per_read if "error" not in r]
@@ -215,6 +221,20 @@ def check(history: Mapping[str, Any]) -> dict[str, Any]:
         "no_ack": {"scope": scope, "nodes": majority, **longest_gap(ack_times, start, end)},
         "ok": bool(good) and len(good) == len(per_read) and not lost_any,
     }
+
+
+def lost_everywhere(history: Mapping[str, Any], reads: Iterable[Mapping[str, Any]]) -> int:
+    """Acknowledged (not refused) messages found in none of ``reads`` (e.g. one read
+    from each node alone): gone from every copy, not just unseen from one side.  A failed
+    read is left out; with no good read, every required message counts."""
+    seen: set[str] = set()
+    for r in reads:
+        if r.get("error") is None:
+            seen |= {m for m, n in r["counts"].items() if n > 0}
+    required = {
+        o["mid"] for o in history["ops"] if o.get("acked_t") is not None and not o.get("refused")
+    }
+    return len(required - seen)
 
 
 def verdict(report: Mapping[str, Any]) -> list[str]:
@@ -591,6 +611,22 @@ def history_of(
     return {"ops": ops, "reads": reads, "window": list(window), "majority": majority}
 
 
+async def read_via(gen: loadgen.LoadGen, host: str, rel: Callable[[], float]) -> dict[str, Any]:
+    """One read of the archives connecting to ``host`` (a node's own address, inside
+    the harness's /24) instead of lb."""
+    saved = gen.cfg
+    t = rel()
+    try:
+        loadgen.check_target(host, saved.allow_nets)
+        gen.cfg = dataclasses.replace(saved, host=host)
+        a = await gen.audit()
+        return {"t": t, "counts": a.counts}
+    except loadgen.LoadError as exc:
+        return {"t": t, "error": str(exc)}
+    finally:
+        gen.cfg = saved
+
+
 async def drive(
     machines: Mapping[str, lab_load.MachineLike],
     o: Options,
@@ -599,6 +635,8 @@ async def drive(
     nodes: Sequence[str],
     report: dict[str, Any],
 ) -> None:
+    from lab import harness
+
     gen = loadgen.LoadGen(cfg)
 
     def rel() -> float:
@@ -624,7 +662,7 @@ async def drive(
         await asyncio.sleep(max(0.0, origin + max(2.0, o.before - 5) - time.monotonic()))
         rows = await asyncio.to_thread(sessions, machines[nodes[0]])
         where.update(placement(rows, names))
-        target = o.node
+        target = lb if o.fault == "restart-lb" else o.node
         if o.fault == "kill-recipients":
             target = busiest(where, "online", nodes)
         elif o.fault == "kill-senders":
@@ -659,12 +697,19 @@ async def drive(
                 reads.append({"t": t, "counts": a.counts})
             except loadgen.LoadError as exc:
                 reads.append({"t": t, "error": str(exc)})
+        node_reads = {n: await read_via(gen, harness.ADDRESSES[n], rel) for n in nodes}
         poller.stop()
         origin = (gen.pace_origin or gen.t0) - gen.t0
         window = (round(origin, 3), round(origin + o.load_seconds, 3))
-        majority = majority_side(nodes, [report["target"]]) if o.fault != "restart-lb" else None
+        majority = majority_side(nodes, [report["target"]])
         hist = history_of(gen, where, reads, window, majority)
         report["check"] = check(hist)
+        # Not part of the check (clients read through lb): each node's own copy.
+        report["node_reads"] = {
+            n: {k: v for k, v in check({**hist, "reads": [r]})["reads"][0].items()}
+            for n, r in node_reads.items()
+        }
+        report["lost_everywhere"] = lost_everywhere(hist, node_reads.values())
         report["placement"] = where
         report["online_received"] = sum(len(li.got) for li in listeners)
         report["list_cluster"] = poller.snapshots
@@ -768,8 +813,21 @@ def describe(report: Mapping[str, Any]) -> str:
                 f"ERROR {r['error']}"
                 if "error" in r
                 else f"found {r['found']} lost {r['lost']} duplicates {r['duplicates']}"
+                + (
+                    f" (by recipient {r['lost_by_recipient']}, by the sender's node"
+                    f" {r['lost_by_sender_node']})"
+                    if r["lost"]
+                    else ""
+                )
             )
         )
+    for n, r in (report.get("node_reads") or {}).items():
+        lines.append(
+            f"  read from {n} alone at {r.get('t')} s: "
+            + (f"ERROR {r['error']}" if "error" in r else f"found {r['found']} lost {r['lost']}")
+        )
+    if "lost_everywhere" in report:
+        lines.append(f"  acknowledged and in no node's copy: {report['lost_everywhere']}")
     for node, loglines in (report.get("cluster_log") or {}).items():
         for line in loglines[:6]:
             lines.append(f"    {node}: {line[:180]}")

@@ -255,3 +255,22 @@ def test_verdict() -> None:
     lost = report(check=nemesis.check(hist([op("a")], {})))
     assert any("lost" in b for b in nemesis.verdict(lost))
     assert nemesis.verdict({"check": None})
+
+
+def test_lost_by_recipient_and_by_the_senders_node() -> None:
+    ops = [op("a"), op("b", node="ejabberd2"), op("c", node="ejabberd2")]
+    ops[2]["recipient"] = "s@x"
+    r = nemesis.check(hist(ops, {"a": 1}))["reads"][0]
+    assert r["lost_by_recipient"] == {"r@x": 1, "s@x": 1}
+    assert r["lost_by_sender_node"] == {"ejabberd2": 2}
+
+
+def test_lost_everywhere_is_missing_from_every_node_copy() -> None:
+    h = hist([op("a"), op("b"), op("c"), op("u", acked=None), op("r", refused=True)])
+    per_node = [
+        {"t": 1.0, "counts": {"a": 1}},
+        {"t": 2.0, "counts": {"b": 1, "a": 0}},
+        {"t": 3.0, "error": "login failed"},
+    ]
+    assert nemesis.lost_everywhere(h, per_node) == 1  # c; u was never acked, r refused
+    assert nemesis.lost_everywhere(h, []) == 3
