@@ -36,7 +36,10 @@ the first per message), the longest stretch without any ack for the clients of t
 majority side (overall when no side is a majority: any fault on two nodes), and the time
 from the heal until every node lists every member again (``list_cluster`` on each node,
 polled until the last read; ``never`` is a valid answer).  ``/proc/loadavg`` at start
-and end.  JSON with ``--json FILE``, text on stdout.
+and end.  JSON with ``--json FILE``, text on stdout.  Not part of the check: one more read
+from each node alone (through lb, the other nodes in haproxy maintenance, as
+``bench/soak.py`` does; the nodes admit clients from lb only), which tells an
+acknowledged message missing from every copy from one unseen from one side.
 
 Bounded: a hard deadline (SIGALRM heals and exits), only the harness's own /24 is
 contacted (``loadgen.check_target``), throwaway accounts with a random password never
@@ -52,7 +55,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -223,14 +225,15 @@ def check(history: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def lost_everywhere(history: Mapping[str, Any], reads: Iterable[Mapping[str, Any]]) -> int:
+def lost_everywhere(history: Mapping[str, Any], reads: Iterable[Mapping[str, Any]]) -> int | None:
     """Acknowledged (not refused) messages found in none of ``reads`` (e.g. one read
-    from each node alone): gone from every copy, not just unseen from one side.  A failed
-    read is left out; with no good read, every required message counts."""
+    from each node alone): gone from every copy, not just unseen from one side.  None
+    unless every read succeeded (a copy not read may hold them)."""
     seen: set[str] = set()
     for r in reads:
-        if r.get("error") is None:
-            seen |= {m for m, n in r["counts"].items() if n > 0}
+        if r.get("error") is not None:
+            return None
+        seen |= {m for m, n in r["counts"].items() if n > 0}
     required = {
         o["mid"] for o in history["ops"] if o.get("acked_t") is not None and not o.get("refused")
     }
@@ -611,20 +614,23 @@ def history_of(
     return {"ops": ops, "reads": reads, "window": list(window), "majority": majority}
 
 
-async def read_via(gen: loadgen.LoadGen, host: str, rel: Callable[[], float]) -> dict[str, Any]:
-    """One read of the archives connecting to ``host`` (a node's own address, inside
-    the harness's /24) instead of lb."""
-    saved = gen.cfg
+async def read_alone(
+    gen: loadgen.LoadGen,
+    lb: lab_load.MachineLike,
+    node: str,
+    nodes: Sequence[str],
+    rel: Callable[[], float],
+) -> dict[str, Any]:
+    """One read of the archives through lb with every other node in haproxy maintenance
+    (``soak.only_node``): the readers all land on ``node`` (the nodes' firewall admits
+    clients from lb only)."""
     t = rel()
     try:
-        loadgen.check_target(host, saved.allow_nets)
-        gen.cfg = dataclasses.replace(saved, host=host)
-        a = await gen.audit()
+        with soak.only_node(lb, node, tuple(nodes)):
+            a = await gen.audit()
         return {"t": t, "counts": a.counts}
     except loadgen.LoadError as exc:
         return {"t": t, "error": str(exc)}
-    finally:
-        gen.cfg = saved
 
 
 async def drive(
@@ -635,8 +641,6 @@ async def drive(
     nodes: Sequence[str],
     report: dict[str, Any],
 ) -> None:
-    from lab import harness
-
     gen = loadgen.LoadGen(cfg)
 
     def rel() -> float:
@@ -697,7 +701,7 @@ async def drive(
                 reads.append({"t": t, "counts": a.counts})
             except loadgen.LoadError as exc:
                 reads.append({"t": t, "error": str(exc)})
-        node_reads = {n: await read_via(gen, harness.ADDRESSES[n], rel) for n in nodes}
+        node_reads = {n: await read_alone(gen, machines[lb], n, nodes, rel) for n in nodes}
         poller.stop()
         origin = (gen.pace_origin or gen.t0) - gen.t0
         window = (round(origin, 3), round(origin + o.load_seconds, 3))
