@@ -859,7 +859,7 @@ NUMERIC = (
 def build_parser() -> argparse.ArgumentParser:
     d = Options()
     p = argparse.ArgumentParser(
-        prog="bench/nemesis.py",
+        prog="python -m bench.nemesis",
         description=(
             "One fault against the nspawn lab's ejabberd cluster under paced load through lb, "
             "healed and left alone; then every acknowledged message must be in every archive "
