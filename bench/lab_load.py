@@ -39,7 +39,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -444,9 +444,19 @@ def describe(report: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ CLI
 
 
+def add_numeric_options(parser: argparse.ArgumentParser, defaults: object,
+                        table: Iterable[tuple[str, str]]) -> None:
+    """One ``--name-with-dashes`` option per (field, help) of ``table``, typed and
+    defaulted by that field of ``defaults`` (an options dataclass), the default in the help."""
+    for name, text in table:
+        default = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
+                            help=f"{text} ({default:g})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="bench/lab_load.py",
+        prog="python -m bench.lab_load",
         description=(
             "Load (and failover under load) of the nspawn lab's ejabberd cluster through "
             "lb: lost = acknowledged but not archived (must be 0). Needs root."

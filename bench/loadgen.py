@@ -886,7 +886,7 @@ def local_ejabberd(prefix: str, rprefix: str, n: int, r: int, password: str) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="bench/loadgen.py",
+        prog="python -m bench.loadgen",
         description=(
             "XMPP load generator: concurrent senders with XEP-0198 acks, then a MAM audit "
             "of the recipients' archives (lost = acknowledged, not archived, never refused). "

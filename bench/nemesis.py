@@ -872,14 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", nargs="+", required=True, metavar="NAME [SECONDS]")
     p.add_argument("--node", default=d.node, help=f"the node faulted ({d.node})")
     p.add_argument("--state-dir", type=Path, help="the lab's state dir (default: the harness's)")
-    for name, text in NUMERIC:
-        default = getattr(d, name)
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            type=type(default),
-            default=default,
-            help=f"{text} ({default:g})",
-        )
+    lab_load.add_numeric_options(p, d, NUMERIC)
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     return p
 

@@ -55,7 +55,7 @@ def curves(paths: list[Path], labels: list[str]) -> list[tuple[str, list[float],
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="bench/plot_load.py",
+        prog="python -m bench.plot_load",
         description="Plot ack-latency percentiles of bench/lab_load.py --json reports (PNG).",
         epilog="exit codes: 0 ok, 64 usage, 65 bad input, 69 matplotlib missing",
     )

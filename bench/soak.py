@@ -822,7 +822,7 @@ NUMERIC = (
 def build_parser() -> argparse.ArgumentParser:
     d = Options()
     p = argparse.ArgumentParser(
-        prog="bench/soak.py",
+        prog="python -m bench.soak",
         description=(
             "Long mixed load on the nspawn lab's ejabberd cluster through lb, with a node "
             "SIGKILLed every --kill-every s (or the nodes' link cut: --partition); then every "
@@ -833,14 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
         "69 unreachable, 77 TLS/auth or not root",
     )
     p.add_argument("--state-dir", type=Path, help="the lab's state dir (default: the harness's)")
-    for name, text in NUMERIC:
-        default = getattr(d, name)
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            type=type(default),
-            default=default,
-            help=f"{text} ({default:g})",
-        )
+    lab_load.add_numeric_options(p, d, NUMERIC)
     p.add_argument(
         "--discard-node",
         choices=lab_load.EJABBERD_NODES,

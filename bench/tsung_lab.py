@@ -384,7 +384,7 @@ def describe(report: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="bench/tsung_lab.py",
+        prog="python -m bench.tsung_lab",
         description=(
             "tsung through lb against the nspawn lab's ejabberd cluster, at bench/lab_load.py's "
             "scenario (1 message in flight per sender); reduced to msgs/s and ack latency "

@@ -229,7 +229,7 @@ def format_report(rep: TsungReport) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="bench/tsung_report.py",
+        prog="python -m bench.tsung_report",
         description="Reduce a tsung log directory of bench/tsung_lab.py's scenario.",
         epilog="exit codes: 0 reduced, 64 usage, 65 empty, aborted or incompletely logged run",
     )
