@@ -57,12 +57,15 @@ def vagrant_run(index: int, workdir: Path, timeout: float) -> dict[str, Any]:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     rec["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone,
                                    capture_output=True, text=True, check=True).stdout.strip()
-    setup = subprocess.run(["bash", "tests/setup.sh"], cwd=clone, capture_output=True,
-                           text=True, check=False, timeout=timeout)
+    try:
+        setup = subprocess.run(["bash", "tests/setup.sh"], cwd=clone, capture_output=True,
+                               text=True, check=False, timeout=timeout)
+        setup_rc, setup_out = setup.returncode, setup.stdout + setup.stderr
+    except subprocess.TimeoutExpired:
+        setup_rc, setup_out = -1, f"timed out after {timeout:.0f} s"
     rec["setup_s"] = round(time.monotonic() - t0, 1)
-    if setup.returncode != 0:
-        rec.update(ok=False, why=f"tests/setup.sh exited {setup.returncode}",
-                   output=tail(setup.stdout + setup.stderr))
+    if setup_rc != 0:
+        rec.update(ok=False, why=f"tests/setup.sh exited {setup_rc}", output=tail(setup_out))
         return rec
     t1 = time.monotonic()
     env = dict(os.environ, XMPP_TOOL_NO_SKIP="1")
