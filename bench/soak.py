@@ -67,7 +67,8 @@ EX_OK, EX_BAD = 0, 1
 DOWN_EVENTS = {"disconnected"}
 BACK_EVENTS = {"session", "reconnected", "resumed", "login"}
 # ejabberd log lines about the cluster link (Mnesia's system events, Erlang distribution).
-CLUSTER_LOG = r"mnesia_down|inconsistent_database|Mnesia[(]|left our Mnesia|partitioned_network"
+CLUSTER_LOG = (r"mnesia_down|inconsistent_database|Mnesia[(]|left our Mnesia|partitioned_network"
+               r"|mod_quorum|mod_durable_ack")
 
 
 def loadavg() -> str:

@@ -687,6 +687,10 @@ def start_ejabberd(ca: TestCA, domain: str = "ejabberd.test", attempts: int = 3)
                     "upload": {"port": https_port,
                                "put_url": f"https://{LOOPBACK}:{https_port}/upload",
                                "docroot": str(workdir / "upload")},
+                    # One node, no cluster: the formula's cluster-safety modules (built
+                    # by Salt on its machines) have nothing to guard here.
+                    "durable_ack": False,
+                    "quorum": {"enabled": False},
                 }))
             # ejabberdctl sources this file; ERL_DIST_PORT makes every node (server
             # and ctl clients) use a fixed distribution port without epmd, so we

@@ -71,6 +71,37 @@ ejabberd-config-distribution-tls-options:
     - name: {{ ejabberd.dist_tls.optfile }}
 {%- endif %}
 
+{#- This formula's ejabberd modules (files/modules): compiled on the node against its
+    own ejabberd's and xmpp library's headers, before ejabberd.yml names them (ejabberd
+    refuses a config that names a module it cannot load). #}
+{%- set include_dirs = '/usr/lib/*/ejabberd-*/include /usr/lib/erlang/lib/p1_xmpp-*/include' %}
+{%- for module in ['mod_durable_ack', 'mod_quorum'] %}
+{%-   set src = ejabberd.modules_dir ~ '/src/' ~ module ~ '.erl' %}
+{%-   set beam = ejabberd.modules_dir ~ '/ebin/' ~ module ~ '.beam' %}
+
+ejabberd-config-module-{{ module }}-source:
+  file.managed:
+    - name: {{ src }}
+    - source: salt://ejabberd/files/modules/{{ module }}.erl
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+
+ejabberd-config-module-{{ module }}-compiled:
+  cmd.run:
+    - name: >-
+        mkdir -p {{ ejabberd.modules_dir }}/ebin &&
+        erlc -o {{ ejabberd.modules_dir }}/ebin
+        $(for d in {{ include_dirs }}; do printf -- '-I %s ' "$d"; done) {{ src }}
+    - unless: test {{ beam }} -nt {{ src }}
+    - require:
+      - pkg: ejabberd-package-installed
+      - file: ejabberd-config-module-{{ module }}-source
+    - require_in:
+      - file: ejabberd-config-file-managed
+{%- endfor %}
+
 ejabberd-config-file-managed:
   file.managed:
     - name: {{ ejabberd.config_file }}

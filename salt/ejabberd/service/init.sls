@@ -30,6 +30,8 @@ ejabberd-service-running:
       - file: ejabberd-config-distribution-tls-options
       - file: ejabberd-config-file-managed
       - file: ejabberd-config-systemd-dropin-plain-service
+      - cmd: ejabberd-config-module-mod_durable_ack-compiled
+      - cmd: ejabberd-config-module-mod_quorum-compiled
 {%- if ejabberd.key_group %}
       - group: ejabberd-config-user-may-read-tls-key
 {%- endif %}
