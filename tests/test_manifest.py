@@ -29,13 +29,14 @@ GRAINS = {"os": "Debian", "os_family": "Debian", "osfinger": "Debian-13",
           "osrelease": "13", "osmajorrelease": 13, "oscodename": "trixie"}
 
 
-def test_default_lab_is_four_machines_with_a_two_node_cluster() -> None:
+def test_default_lab_is_five_machines_with_a_three_node_cluster() -> None:
     lab = manifest.load()
-    assert manifest.names(lab) == ["prosody", "ejabberd1", "ejabberd2", "lb"]
-    assert lab["cluster"] == {"ejabberd": ["ejabberd1", "ejabberd2"]}
+    assert manifest.names(lab) == ["prosody", "ejabberd1", "ejabberd2", "ejabberd3", "lb"]
+    # An odd number of members: one may fail and a majority goes on (docs/cluster.md).
+    assert lab["cluster"] == {"ejabberd": ["ejabberd1", "ejabberd2", "ejabberd3"]}
     # No order: a joining node waits for its seed in Salt (salt/ejabberd/cluster), and
     # haproxy needs no backend up to start; so every machine provisions at once.
-    assert manifest.waves(lab) == [["prosody", "ejabberd1", "ejabberd2", "lb"]]
+    assert manifest.waves(lab) == [["prosody", "ejabberd1", "ejabberd2", "ejabberd3", "lb"]]
     assert manifest.entry(lab, "ejabberd") == "lb"
 
 
@@ -43,8 +44,8 @@ def test_after_orders_waves_by_machine_or_role() -> None:
     lab = manifest.load()
     lab["machines"]["ejabberd2"]["after"] = ["ejabberd1"]
     lab["machines"]["lb"]["after"] = ["ejabberd"]
-    assert manifest.after(lab, "lb") == ["ejabberd1", "ejabberd2"]
-    assert manifest.waves(lab) == [["prosody", "ejabberd1"], ["ejabberd2"], ["lb"]]
+    assert manifest.after(lab, "lb") == ["ejabberd1", "ejabberd2", "ejabberd3"]
+    assert manifest.waves(lab) == [["prosody", "ejabberd1", "ejabberd3"], ["ejabberd2"], ["lb"]]
     assert manifest.waves(lab, ["prosody", "ejabberd2", "lb"]) == [["prosody", "ejabberd2"],
                                                                    ["lb"]]
     lab["machines"]["ejabberd1"]["after"] = ["lb"]

@@ -387,6 +387,24 @@ def test_ejabberd_archive_and_offline_tables_have_the_pillar_storage(
 
 
 @pytest.mark.role("ejabberd")
+def test_ejabberd_refuses_rather_than_loses(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    """The formula's cluster-safety modules (salt/ejabberd/files/modules) are compiled and
+    loaded, and the archive is a Mnesia majority table: a minority cannot write it."""
+    ej = pillar.get("ejabberd", {})
+    ebin = f"{ej.get('modules_dir', '/usr/local/lib/xmpptool_ejabberd')}/ebin"
+    config = host.file("/etc/ejabberd/ejabberd.yml").content_string
+    for module, on in (("mod_durable_ack", ej.get("durable_ack", True)),
+                       ("mod_quorum", ej.get("quorum", {}).get("enabled", True))):
+        assert host.file(f"{ebin}/{module}.beam").exists, module
+        assert (f"\n  {module}:" in config) == bool(on), module
+    if ej.get("durable_ack", True):
+        info = ejabberdctl(host, "mnesia_table_info", "archive_msg")
+        assert "{majority,true}" in info, info[:500]
+
+
+@pytest.mark.role("ejabberd")
 def test_ejabberd_cluster_membership_equals_pillar(
     host: testinfra.host.Host, pillar: dict[str, Any]
 ) -> None:

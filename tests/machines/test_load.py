@@ -1,13 +1,13 @@
-"""A three-node cluster made by the manifest alone, under load and failover under load.
+"""A cluster grown by the manifest alone, under load and failover under load.
 
-The lab here is the committed manifest plus one machine, ``ejabberd3`` (a copy of
-``ejabberd2`` at the next address) -- nothing else changed: the harness boots it, Salt
-joins it, haproxy balances across all three.  prosody is left out (not needed here).
-Every node must list all three in ``list_cluster``.  Then 10 senders, 500 messages
-through lb, acknowledged with XEP-0198 and looked up in the recipients' archives (MAM):
-nothing acknowledged may be missing.  Then the same load while ejabberd on ejabberd3 is
-SIGKILLed midway and kept down; afterwards Salt is re-applied there and the node must
-rejoin (every node lists all three again).
+The lab here is the committed manifest (three ejabberd nodes) plus one machine,
+``ejabberd4`` (a copy of ``ejabberd3`` at the next address) -- nothing else changed: the
+harness boots it, Salt joins it, haproxy balances across all four.  prosody is left out
+(not needed here).  Every node must list all four in ``list_cluster``.  Then 10 senders,
+500 messages through lb, acknowledged with XEP-0198 and looked up in the recipients'
+archives (MAM): nothing acknowledged may be missing.  Then the same load while ejabberd
+on ejabberd4 is SIGKILLed midway and kept down; afterwards Salt is re-applied there and
+the node must rejoin (every node lists all four again).
 
 This is a test, not a benchmark: it asserts counts, never times (the full-size runs
 and their figures are ``bench/lab_load.py``, see docs/benchmarks.md).
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.machines, pytest.mark.root]
 # One release is enough for the load test (the lab itself is proven on both by
 # test_lab.py).
 RELEASE = "trixie"
-NEW, LIKE, ADDRESS = "ejabberd3", "ejabberd2", "192.168.56.14"
+NEW, LIKE, ADDRESS = "ejabberd4", "ejabberd3", "192.168.56.15"
 
 
 
@@ -41,10 +41,10 @@ NEW, LIKE, ADDRESS = "ejabberd3", "ejabberd2", "192.168.56.14"
 @pytest.fixture(scope="module")
 def lab(rootfs_builds: dict[str, Future[Path]],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
-    """The committed manifest + ejabberd3, booted (cluster + balancer) and applied."""
+    """The committed manifest + ejabberd4, booted (cluster + balancer) and applied."""
     if RELEASE in rootfs_builds:
         rootfs_builds[RELEASE].result()
-    work = tmp_path_factory.mktemp("three-nodes")
+    work = tmp_path_factory.mktemp("grown-cluster")
     grown = work / "manifest.json"
     raw = json.loads(manifest.MANIFEST.read_text())
     grown.write_text(json.dumps(manifest.with_machine(raw, NEW, LIKE, ADDRESS), indent=2))
@@ -59,7 +59,7 @@ def lab(rootfs_builds: dict[str, Future[Path]],
 
 def keep(report: dict[str, Any]) -> None:
     """The run's report next to the harness's apply log (figures for docs/benchmarks.md)."""
-    out = harness.CACHE / f"three-nodes-{report['mode']}.json"
+    out = harness.CACHE / f"grown-cluster-{report['mode']}.json"
     out.write_text(json.dumps({k: v for k, v in report.items() if k != "result"}
                               | {"result": {k: v for k, v in report["result"].items()
                                             if k not in ("latencies", "events")}},
@@ -76,10 +76,10 @@ def spec(lab: LabRun) -> Any:
                              kill_node=NEW, nodes=nodes(lab), rejoin_timeout=300.0)
 
 
-def test_three_node_cluster_by_the_manifest_alone(lab: LabRun) -> None:
+def test_cluster_grown_by_the_manifest_alone(lab: LabRun) -> None:
     bad = {n: r.describe_failures() for n, r in lab.first.items() if not r.ok}
     assert not bad, bad
-    assert nodes(lab) == ("ejabberd1", "ejabberd2", NEW)
+    assert nodes(lab) == ("ejabberd1", "ejabberd2", "ejabberd3", NEW)
     want = {f"ejabberd@{n}" for n in nodes(lab)}
     seen = lab_load.wait_cluster(lab.lab.machines, want, timeout=60, nodes=nodes(lab))
     assert all(set(v) == want for v in seen.values()), seen
@@ -127,14 +127,14 @@ def test_failover_under_load_loses_nothing_and_node_rejoins(lab: LabRun) -> None
     assert kill, "the kill never ran (not enough messages acknowledged?)"
     assert kill["state_after"] != "active" and not kill["beam_left"], kill
     assert any(e["event"] == "killed" for e in res["events"])
-    # Clients on the killed node noticed (leastconn spreads the sessions over all three).
+    # Clients on the killed node noticed (leastconn spreads the sessions over all four).
     assert res["disconnects"] > 0, _explain(report)
     assert res["acked"] > 0, _explain(report)
     assert res["lost"] == 0, _explain(report)
     rejoin = report["rejoin"]
     assert rejoin["apply_ok"], rejoin["apply_failures"]
     assert rejoin["rejoined"], rejoin["list_cluster"]
-    # With both nodes up again, every acknowledged message is still archived.
+    # With every node up again, every acknowledged message is still archived.
     assert report["after_rejoin"]["lost"] == 0, report["after_rejoin"]
 
 

@@ -134,14 +134,15 @@ def test_a_kill_that_failed_still_has_its_row() -> None:
     ],
 )
 def test_bad_options_are_named(change: dict[str, Any], message: str) -> None:
-    o = soak.Options(**change)
+    o = soak.Options(**{"discard_node": NODES[-1], **change})
     bad = soak.check_options(o, NODES)
     assert len(bad) == 1 and message in bad[0]
 
 
 def test_defaults_are_fine() -> None:
     assert soak.check_options(soak.Options(), NODES) == []
-    assert soak.check_options(soak.Options(mode="partition", partition=60), NODES) == []
+    partition = soak.Options(mode="partition", partition=60, discard_node=NODES[-1])
+    assert soak.check_options(partition, NODES) == []
     assert soak.check_options(soak.Options(), ("ejabberd1",)) == [
         "the lab needs at least two ejabberd nodes"
     ]
