@@ -55,6 +55,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -84,7 +86,21 @@ FAULTS: dict[str, tuple[bool, float]] = {
     "kill-senders": (False, 0.0),
     "pause": (True, 0.0),
     "restart-lb": (False, 0.0),
+    # Many faults in one run: every --every seconds the next of SOAK_CYCLE, on the next
+    # node in turn, for S (1800) seconds of load.
+    "soak": (False, 1800.0),
+    # No fault: the same load for S seconds, the peer of a soak's figures.
+    "none": (True, 0.0),
 }
+# A soak's faults, in turn (name, seconds): each is healed before the next one starts.
+SOAK_CYCLE: tuple[tuple[str, float], ...] = (
+    ("cut-members", 30.0),
+    ("kill-senders", 0.0),
+    ("isolate", 30.0),
+    ("pause", 30.0),
+    ("flap", 40.0),
+    ("kill-recipients", 0.0),
+)
 NFT_TABLE = "nemesis"
 # loadgen's result fields left out of the report: its own audit is not run (the reads
 # after the heal are the check) and the long lists are in the history.
@@ -240,6 +256,13 @@ def lost_everywhere(history: Mapping[str, Any], reads: Iterable[Mapping[str, Any
     return len(required - seen)
 
 
+# What a fault may cost (docs/cluster.md): the cluster is one again this soon after the
+# heal, with no action, and the majority's clients wait at most this long for an ack
+# while a minority is faulted (haproxy's restart faults every client: not bounded).
+WHOLE_WITHIN_S = 60.0
+MAJORITY_NO_ACK_S = 10.0
+
+
 def verdict(report: Mapping[str, Any]) -> list[str]:
     """What is wrong with a report (empty: all good)."""
     bad = []
@@ -258,6 +281,20 @@ def verdict(report: Mapping[str, Any]) -> list[str]:
         bad.append(f"{len(failed)} of {len(c['reads'])} reads failed")
     if not report.get("cluster_whole"):
         bad.append(f"the cluster is not whole at the end: {report.get('cluster_at_end')}")
+    whole = report.get("time_to_whole_s", 0.0)
+    if whole is None or whole > WHOLE_WITHIN_S:
+        bad.append(f"the cluster was not one again within {WHOLE_WITHIN_S:g} s of the heal"
+                   f" ({'never' if whole is None else f'{whole:g} s'})")
+    for row in report.get("soak_faults", []):
+        if row["whole_s"] is None or row["whole_s"] > WHOLE_WITHIN_S:
+            bad.append(f"{row['fault']} on {row['node']} at {row['start_t']:g} s: not one"
+                       f" again within {WHOLE_WITHIN_S:g} s of its heal")
+    gap = c.get("no_ack") or {}
+    fault = (report.get("options") or {}).get("fault")
+    if gap.get("scope") == "majority" and fault != "restart-lb" \
+            and gap.get("seconds", 0.0) > MAJORITY_NO_ACK_S:
+        bad.append(f"the majority's clients went {gap['seconds']:g} s without an ack"
+                   f" (limit {MAJORITY_NO_ACK_S:g} s)")
     return bad
 
 
@@ -281,12 +318,14 @@ class Options:
     reads: int = 3
     read_every: float = 30.0
     poll_every: float = 2.0
+    every: float = 120.0
     audit_timeout: float = 300.0
 
     @property
     def fault_span(self) -> float:
         """Seconds the fault lasts (0 for the instant ones)."""
-        return self.seconds if self.fault in ("cut-members", "isolate", "pause", "flap") else 0.0
+        spans = ("cut-members", "isolate", "pause", "flap", "soak", "none")
+        return self.seconds if self.fault in spans else 0.0
 
     @property
     def load_seconds(self) -> float:
@@ -333,6 +372,10 @@ def check_options(o: Options, nodes: Sequence[str] = lab_load.EJABBERD_NODES) ->
         bad.append("--before >= 5, --after and --settle >= 0, --reads >= 1, --read-every > 0")
     if o.fault == "flap" and not 0 < o.flap_period < o.seconds:
         bad.append("--flap-period must be positive and shorter than the flap")
+    longest = max(secs for _, secs in SOAK_CYCLE)
+    if o.fault == "soak" and not (longest + 30 <= o.every <= o.seconds):
+        bad.append(f"--every must be at least {longest + 30:g} s (a fault and time to heal)"
+                   " and at most the soak")
     if len(nodes) < 2:
         bad.append("the lab needs at least two ejabberd nodes")
     if o.node not in nodes:
@@ -556,6 +599,11 @@ def inject(
         elif o.fault in ("kill-recipients", "kill-senders"):
             rec["pid"] = signal_beam(m, "KILL")
             rec["unit_after_kill"] = unit_state(m)
+        elif o.fault == "none":
+            time.sleep(o.seconds)
+        elif o.fault == "soak":
+            rec["node"] = "in turn"
+            rec["faults"] = soak_faults(machines, o, lb, nodes, rel)
         elif o.fault == "restart-lb":
             rec["node"] = lb
             r = machines[lb].run(["systemctl", "restart", "haproxy"], check=False, timeout=120)
@@ -571,6 +619,50 @@ def inject(
         rec["healed_t"] = rel()
         rec["healed_wall"] = datetime.now(UTC).isoformat()
     return rec
+
+
+def soak_faults(
+    machines: Mapping[str, lab_load.MachineLike],
+    o: Options,
+    lb: str,
+    nodes: Sequence[str],
+    rel: Callable[[], float],
+) -> list[dict[str, Any]]:
+    """Every ``o.every`` s the next fault of SOAK_CYCLE on the next node, each healed by
+    ``inject``, until ``o.seconds`` are over (a fault that would not end by then is not
+    started)."""
+    start = time.monotonic()
+    out: list[dict[str, Any]] = []
+    for i in itertools.count():
+        name, secs = SOAK_CYCLE[i % len(SOAK_CYCLE)]
+        slot = start + i * o.every
+        if slot + secs > start + o.seconds:
+            break
+        time.sleep(max(0.0, slot - time.monotonic()))
+        one = dataclasses.replace(o, fault=name, seconds=secs)
+        out.append(inject(machines, one, nodes[i % len(nodes)], lb, nodes, rel))
+    time.sleep(max(0.0, start + o.seconds - time.monotonic()))
+    return out
+
+
+def soak_rows(
+    faults: Sequence[Mapping[str, Any]],
+    snapshots: Sequence[Mapping[str, Any]],
+    members: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Per fault of a soak: when, where, and the seconds from its heal until every node
+    listed every member (judged on the snapshots before the next fault; None: not by
+    then)."""
+    rows = []
+    for i, f in enumerate(faults):
+        until = float(faults[i + 1]["start_t"]) if i + 1 < len(faults) else float("inf")
+        window = [s for s in snapshots if float(s["t"]) < until]
+        rows.append({
+            "fault": f["fault"], "node": f["node"], "start_t": f["start_t"],
+            "healed_t": f["healed_t"],
+            "whole_s": time_to_whole(window, float(f["healed_t"]), members),
+        })
+    return rows
 
 
 def unit_watch(
@@ -667,7 +759,9 @@ async def drive(
         rows = await asyncio.to_thread(sessions, machines[nodes[0]])
         where.update(placement(rows, names))
         target = lb if o.fault == "restart-lb" else o.node
-        if o.fault == "kill-recipients":
+        if o.fault in ("soak", "none"):
+            target = "in turn" if o.fault == "soak" else "none"
+        elif o.fault == "kill-recipients":
             target = busiest(where, "online", nodes)
         elif o.fault == "kill-senders":
             target = busiest(where, "sender", nodes)
@@ -705,7 +799,9 @@ async def drive(
         poller.stop()
         origin = (gen.pace_origin or gen.t0) - gen.t0
         window = (round(origin, 3), round(origin + o.load_seconds, 3))
-        majority = majority_side(nodes, [report["target"]])
+        # A soak faults every node in turn, so no side stays the majority: overall.
+        many = o.fault in ("soak", "none")
+        majority = None if many else majority_side(nodes, [report["target"]])
         hist = history_of(gen, where, reads, window, majority)
         report["check"] = check(hist)
         # Not part of the check (clients read through lb): each node's own copy.
@@ -718,6 +814,8 @@ async def drive(
         report["online_received"] = sum(len(li.got) for li in listeners)
         report["list_cluster"] = poller.snapshots
         report["time_to_whole_s"] = time_to_whole(poller.snapshots, fault["healed_t"], nodes)
+        if o.fault == "soak":
+            report["soak_faults"] = soak_rows(fault.get("faults", []), poller.snapshots, nodes)
         report["history_ops"] = hist["ops"]
     finally:
         poller.stop()
@@ -810,6 +908,12 @@ def describe(report: Mapping[str, Any]) -> str:
         + ("never (within the observation)" if whole is None else f"{whole} s")
         + f"; at the end {report.get('cluster_at_end')}",
     ]
+    for row in report.get("soak_faults", []):
+        w = row["whole_s"]
+        lines.append(
+            f"  soak: {row['fault']} on {row['node']} {row['start_t']} .. {row['healed_t']} s,"
+            f" whole {'not before the next fault' if w is None else f'{w} s'} after the heal"
+        )
     for r in c.get("reads", []):
         lines.append(
             f"  read at {r.get('t')} s: "
@@ -853,6 +957,7 @@ NUMERIC = (
     ("reads", "archive reads through lb after the settle"),
     ("read_every", "seconds between the reads"),
     ("poll_every", "seconds between list_cluster polls"),
+    ("every", "soak: seconds from one fault's start to the next's"),
 )
 
 
@@ -866,8 +971,9 @@ def build_parser() -> argparse.ArgumentParser:
             "read. Needs root and a lab started with `python -m lab.harness up` + `apply`."
         ),
         epilog="faults: cut-members S, isolate S, flap [S], kill-recipients, kill-senders, "
-        "pause S, restart-lb. exit codes: 0 lost 0 and cluster whole, 1 otherwise, 64 usage, "
-        "69 lab unreachable, 77 not root",
+        "pause S, restart-lb, soak [S] (the others in turn, every --every s), none S (the "
+        "load alone, a soak's peer). exit codes: 0 lost 0 and cluster whole, 1 otherwise, "
+        "64 usage, 69 lab unreachable, 77 not root",
     )
     p.add_argument("--fault", nargs="+", required=True, metavar="NAME [SECONDS]")
     p.add_argument("--node", default=d.node, help=f"the node faulted ({d.node})")

@@ -204,7 +204,7 @@ def test_bad_fault_words(words: list[str]) -> None:
 
 
 def test_options_are_checked() -> None:
-    assert nemesis.check_options(nemesis.Options(), NODES) == []
+    assert nemesis.check_options(nemesis.Options(node=NODES[-1]), NODES) == []
     assert nemesis.check_options(nemesis.Options(rate=50), NODES)
     assert nemesis.check_options(nemesis.Options(online=9, recipients=3), NODES)
     assert nemesis.check_options(nemesis.Options(node="lb"), NODES)
@@ -257,6 +257,22 @@ def test_verdict() -> None:
     assert nemesis.verdict({"check": None})
 
 
+def test_verdict_bounds_the_time_to_heal() -> None:
+    assert nemesis.verdict(report(time_to_whole_s=60.0)) == []
+    assert any("61 s" in b for b in nemesis.verdict(report(time_to_whole_s=61.0)))
+    assert any("never" in b for b in nemesis.verdict(report(time_to_whole_s=None)))
+
+
+def test_verdict_bounds_the_majoritys_wait_for_an_ack() -> None:
+    c = nemesis.check(hist([op("a", acked=1.0), op("b", acked=12.5)], {"a": 1, "b": 1}))
+    c["no_ack"]["scope"] = "majority"
+    assert c["no_ack"]["seconds"] > nemesis.MAJORITY_NO_ACK_S
+    slow = report(check=c, options={"fault": "cut-members"})
+    assert any("without an ack" in b for b in nemesis.verdict(slow))
+    # haproxy's restart cuts every client: no majority to keep serving
+    assert nemesis.verdict(report(check=c, options={"fault": "restart-lb"})) == []
+
+
 def test_lost_by_recipient_and_by_the_senders_node() -> None:
     ops = [op("a"), op("b", node="ejabberd2"), op("c", node="ejabberd2")]
     ops[2]["recipient"] = "s@x"
@@ -272,3 +288,23 @@ def test_lost_everywhere_is_missing_from_every_node_copy() -> None:
     assert nemesis.lost_everywhere(h, []) == 3
     # a copy that could not be read may hold them: no answer
     assert nemesis.lost_everywhere(h, [*per_node, {"t": 3.0, "error": "login failed"}]) is None
+
+
+def test_soak_rows_judge_each_fault_before_the_next() -> None:
+    whole = {"ejabberd1": list(NODES), "ejabberd2": list(NODES)}
+    split = {"ejabberd1": ["ejabberd1"], "ejabberd2": list(NODES)}
+    snaps = [{"t": 12.0, "nodes": split}, {"t": 20.0, "nodes": whole},
+             {"t": 130.0, "nodes": split}, {"t": 200.0, "nodes": split}]
+    faults = [{"fault": "cut-members", "node": "ejabberd1", "start_t": 0.0, "healed_t": 10.0},
+              {"fault": "pause", "node": "ejabberd2", "start_t": 120.0, "healed_t": 150.0}]
+    rows = nemesis.soak_rows(faults, snaps, NODES)
+    assert [r["whole_s"] for r in rows] == [10.0, None]
+    bad = nemesis.verdict(report(soak_faults=rows))
+    assert len(bad) == 1 and "pause on ejabberd2" in bad[0]
+
+
+def test_a_soak_needs_room_for_each_fault() -> None:
+    ok = nemesis.Options(fault="soak", seconds=1800.0, every=120.0, node=NODES[-1])
+    assert nemesis.check_options(ok, NODES) == []
+    tight = nemesis.Options(fault="soak", seconds=1800.0, every=30.0, node=NODES[-1])
+    assert any("--every" in b for b in nemesis.check_options(tight, NODES))

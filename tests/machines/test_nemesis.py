@@ -1,0 +1,77 @@
+"""Faults against the committed cluster under paced load: nothing acknowledged is lost.
+
+A short set of ``bench/nemesis.py``'s faults, each on the lab's own machines (the
+committed manifest's ejabberd cluster and its balancer; prosody is not needed), each
+injected inside the machines (nftables, signals), healed, and left alone:
+
+* one node cut off from the other members for longer than the members' probe allows
+  (``mod_quorum``'s ``down_after``): the majority disconnects it and goes on, the node
+  fences itself and, once the cut heals, restarts and rejoins by itself;
+* SIGKILL of the node holding the most recipients' sessions (the recipients' archive
+  copies are written before the ack: ``mod_durable_ack``).
+
+Each run must end with every acknowledged message in every archive read through lb,
+the cluster whole again within ``nemesis.WHOLE_WITHIN_S`` of the heal with no action,
+and the majority's clients never waiting longer than ``nemesis.MAJORITY_NO_ACK_S`` for
+an ack.  The full set, longer cuts and their figures are ``python -m bench.nemesis``
+(docs/benchmarks.md).  These assert counts and the acceptance bounds, not speed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from bench import nemesis
+from lab import harness, manifest
+from tests.machines.conftest import LabRun, fresh_state
+
+pytestmark = [pytest.mark.machines, pytest.mark.root]
+
+# The release every CI run faults; bookworm is measured from bench/ (docs/benchmarks.md).
+RELEASE = "trixie"
+
+# Short, but every phase is there: load before, the fault, load after, reads after a
+# settle.  A 20 s cut outlasts mod_quorum's down_after (5 s) four times over.
+def short(fault: str, seconds: float, node: str) -> nemesis.Options:
+    return nemesis.Options(fault=fault, seconds=seconds, node=node, before=10.0, after=15.0,
+                           settle=10.0, reads=2, read_every=10.0)
+
+
+FAULTS = [("cut-members", 20.0), ("kill-recipients", 0.0)]
+
+
+@pytest.fixture(scope="module")
+def lab(rootfs_builds: dict[str, Future[Path]],
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
+    """The committed manifest's cluster and balancer, booted and applied."""
+    state_dir, accounts = fresh_state(RELEASE, rootfs_builds, tmp_path_factory)
+    spec = manifest.load()
+    names = [*spec["cluster"]["ejabberd"], manifest.entry(spec, "ejabberd") or "lb"]
+    with harness.lab(RELEASE, state_dir, names) as the_lab:
+        first = the_lab.apply_all()
+        yield LabRun(the_lab, state_dir, first, accounts)
+
+
+def test_the_cluster_is_up(lab: LabRun) -> None:
+    bad = {n: r.describe_failures() for n, r in lab.first.items() if not r.ok}
+    assert not bad, bad
+
+
+@pytest.mark.parametrize(("fault", "seconds"), FAULTS, ids=[f for f, _ in FAULTS])
+def test_fault_loses_nothing_acknowledged(lab: LabRun, fault: str, seconds: float) -> None:
+    nodes = tuple(lab.lab.spec["cluster"]["ejabberd"])
+    o = short(fault, seconds, nodes[-1])
+    assert nemesis.check_options(o, nodes) == []
+    report = nemesis.run(lab.lab.machines, lab.state_dir, o, nodes=nodes)
+    out = harness.CACHE / f"nemesis-{fault}.json"
+    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print(nemesis.describe(report))
+    c = report["check"]
+    assert c["acked"] > 0, nemesis.describe(report)
+    assert c["lost_in_any_read"] == 0, nemesis.describe(report)
+    assert nemesis.verdict(report) == [], nemesis.describe(report)
