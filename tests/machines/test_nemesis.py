@@ -8,7 +8,11 @@ injected inside the machines (nftables, signals), healed, and left alone:
   (``mod_quorum``'s ``down_after``): the majority disconnects it and goes on, the node
   fences itself and, once the cut heals, restarts and rejoins by itself;
 * SIGKILL of the node holding the most recipients' sessions (the recipients' archive
-  copies are written before the ack: ``mod_durable_ack``).
+  copies are written before the ack: ``mod_durable_ack``);
+* two of the three members stopped: the one left fences itself, so ``xmpp-tool send``
+  through lb is refused (a non-zero exit, one line) instead of acknowledged; once the
+  two are back it restarts itself and a new message goes through -- the refused one
+  is in no archive.
 
 Each run must end with every acknowledged message in every archive read through lb,
 the cluster whole again within ``nemesis.WHOLE_WITHIN_S`` of the heal with no action,
@@ -20,6 +24,7 @@ an ack.  The full set, longer cuts and their figures are ``python -m bench.nemes
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -29,6 +34,16 @@ import pytest
 from bench import nemesis
 from lab import harness, manifest
 from tests.machines.conftest import LabRun, fresh_state
+from tests.machines.test_exposure import wait_states
+from tests.machines.test_lab import (
+    LB,
+    bodies,
+    have_cli,  # noqa: F401  (fixture)
+    send,
+    token,
+    wait_cluster,
+    xmpp_tool,
+)
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
 
@@ -75,3 +90,56 @@ def test_fault_loses_nothing_acknowledged(lab: LabRun, fault: str, seconds: floa
     assert c["acked"] > 0, nemesis.describe(report)
     assert c["lost_in_any_read"] == 0, nemesis.describe(report)
     assert nemesis.verdict(report) == [], nemesis.describe(report)
+
+
+LOG = "/var/log/ejabberd/ejabberd.log"
+
+
+def log_mark(lab: LabRun, node: str) -> int:
+    """The number of lines in ``node``'s ejabberd log now (wait_log looks after them)."""
+    return int(lab.lab[node].run(["sh", "-c", f"wc -l < {LOG}"]).stdout.strip() or 0)
+
+
+def wait_log(lab: LabRun, node: str, since: int, pattern: str, timeout: float) -> str:
+    """The first line after line ``since`` of ``node``'s ejabberd log that matches
+    ``pattern`` (grep -E), waited for up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        res = lab.lab[node].run(
+            ["sh", "-c", f'tail -n +{since + 1} {LOG} | grep -m1 -E "$0"', pattern], check=False)
+        if res.returncode == 0:
+            return res.stdout.strip()
+        if time.monotonic() > deadline:
+            pytest.fail(f"{node}: no log line {pattern!r} within {timeout:g} s")
+        time.sleep(1)
+
+
+@pytest.mark.usefixtures("have_cli")
+def test_a_lone_member_refuses_then_heals_by_itself(lab: LabRun) -> None:
+    nodes = tuple(lab.lab.spec["cluster"]["ejabberd"])
+    lone, gone = nodes[0], nodes[1:]
+    full = {f"ejabberd@{n}" for n in nodes}
+    for n in nodes:
+        assert wait_cluster(lab, n, full, timeout=120) == full, n
+    mark = log_mark(lab, lone)
+    for n in gone:
+        lab.lab[n].run(["systemctl", "stop", "ejabberd"])
+    try:
+        wait_log(lab, lone, mark, "mod_quorum: fenced", timeout=60)
+        refused = token("while alone")
+        res = xmpp_tool(lab, "alice@ejabberd", LB, "send", lab.accounts["bob@ejabberd"]["jid"],
+                        refused, timeout=120)
+        assert res.returncode in (69, 75), (res.returncode, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    finally:
+        for n in gone:
+            lab.lab[n].run(["systemctl", "start", "ejabberd"], check=False, timeout=300)
+    wait_log(lab, lone, mark, "mod_quorum: .* serve again: restarting", timeout=180)
+    for n in nodes:
+        assert wait_cluster(lab, n, full, timeout=180) == full, n
+    for n in nodes:
+        wait_states(lab, n, "UP", timeout=60)
+    sent = token("after the heal")
+    send(lab, "alice@ejabberd", LB, "bob@ejabberd", sent)
+    got = bodies(lab, "bob@ejabberd", LB)
+    assert sent in got and refused not in got
