@@ -349,7 +349,7 @@ def parse_fault(words: Sequence[str]) -> tuple[str, float]:
         if needs:
             raise ValueError(f"--fault {name} needs SECONDS")
         return name, default
-    if name not in ("cut-members", "isolate", "pause", "flap"):
+    if name not in ("cut-members", "isolate", "pause", "flap", "soak", "none"):
         raise ValueError(f"--fault {name} takes no SECONDS")
     try:
         secs = float(rest[0])

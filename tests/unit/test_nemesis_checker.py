@@ -303,6 +303,14 @@ def test_soak_rows_judge_each_fault_before_the_next() -> None:
     assert len(bad) == 1 and "pause on ejabberd2" in bad[0]
 
 
+def test_a_soak_and_its_peer_take_seconds() -> None:
+    assert nemesis.parse_fault(["soak"]) == ("soak", 1800.0)
+    assert nemesis.parse_fault(["soak", "600"]) == ("soak", 600.0)
+    assert nemesis.parse_fault(["none", "600"]) == ("none", 600.0)
+    with pytest.raises(ValueError, match="needs SECONDS"):
+        nemesis.parse_fault(["none"])
+
+
 def test_a_soak_needs_room_for_each_fault() -> None:
     ok = nemesis.Options(fault="soak", seconds=1800.0, every=120.0, node=NODES[-1])
     assert nemesis.check_options(ok, NODES) == []
