@@ -179,13 +179,16 @@ decide(#state{fenced = Fenced} = S) ->
     try
         Members = members(),
         Answering = answering(S, now_ms()),
+        %% Only a member that runs Mnesia with this node can hold up its writes: one
+        %% that is joining or starting is left alone, however slow it answers.
+        Running = mnesia:system_info(running_db_nodes),
         [begin
              ?WARNING_MSG("~ts: ~ts has not answered for ~b ms: disconnecting it",
                           [?MODULE, Node, S#state.down_after]),
              erlang:disconnect_node(Node)
-         end || Node <- Members -- [node() | Answering], lists:member(Node, nodes())],
-        Serving = [node() | [N || N <- mnesia:system_info(running_db_nodes),
-                                  lists:member(N, Answering)]],
+         end || Node <- Members -- [node() | Answering], lists:member(Node, nodes()),
+                lists:member(Node, Running)],
+        Serving = [node() | [N || N <- Running, lists:member(N, Answering)]],
         Reachable = [node() | serving(S, now_ms())],
         case {Fenced, quorum(Serving, Members), Reachable /= [node()]} of
             {false, true, _} ->
