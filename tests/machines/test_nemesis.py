@@ -53,8 +53,8 @@ RELEASE = "trixie"
 # Short, but every phase is there: load before, the fault, load after, reads after a
 # settle.  A 20 s cut outlasts mod_quorum's down_after (5 s) four times over.
 def short(fault: str, seconds: float, node: str) -> nemesis.Options:
-    return nemesis.Options(fault=fault, seconds=seconds, node=node, before=10.0, after=15.0,
-                           settle=10.0, reads=2, read_every=10.0)
+    return nemesis.Options(fault=fault, seconds=seconds, node=node, before=10.0, after=10.0,
+                           settle=10.0, reads=2, read_every=5.0)
 
 
 FAULTS = [("cut-members", 20.0), ("kill-recipients", 0.0)]
