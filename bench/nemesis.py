@@ -570,6 +570,16 @@ def inject(
     """Do the fault on ``node`` and heal it (always); blocking, run in a thread."""
     from lab import harness
 
+    if o.fault in ("soak", "none"):  # no node of their own: a soak's faults name theirs
+        many: dict[str, Any] = {"fault": o.fault, "node": node, "loadavg": soak.loadavg(),
+                                "start_t": rel(), "start_wall": datetime.now(UTC).isoformat()}
+        if o.fault == "soak":
+            many["faults"] = soak_faults(machines, o, lb, nodes, rel)
+        else:
+            time.sleep(o.seconds)
+        many["healed_t"] = rel()
+        many["healed_wall"] = datetime.now(UTC).isoformat()
+        return many
     m = machines[node]
     others = [harness.ADDRESSES[n] for n in nodes if n != node]
     rec: dict[str, Any] = {"fault": o.fault, "node": node, "loadavg": soak.loadavg()}
@@ -599,11 +609,6 @@ def inject(
         elif o.fault in ("kill-recipients", "kill-senders"):
             rec["pid"] = signal_beam(m, "KILL")
             rec["unit_after_kill"] = unit_state(m)
-        elif o.fault == "none":
-            time.sleep(o.seconds)
-        elif o.fault == "soak":
-            rec["node"] = "in turn"
-            rec["faults"] = soak_faults(machines, o, lb, nodes, rel)
         elif o.fault == "restart-lb":
             rec["node"] = lb
             r = machines[lb].run(["systemctl", "restart", "haproxy"], check=False, timeout=120)

@@ -316,3 +316,25 @@ def test_a_soak_needs_room_for_each_fault() -> None:
     assert nemesis.check_options(ok, NODES) == []
     tight = nemesis.Options(fault="soak", seconds=1800.0, every=30.0, node=NODES[-1])
     assert any("--every" in b for b in nemesis.check_options(tight, NODES))
+
+
+def test_the_load_alone_and_a_soak_need_no_node_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rel = iter(float(t) for t in range(100)).__next__
+    r = nemesis.inject({}, nemesis.Options(fault="none", seconds=0.0), "none", "lb", NODES, rel)
+    assert (r["fault"], r["start_t"], r["healed_t"]) == ("none", 0.0, 1.0)
+    done: list[tuple[str, str]] = []
+
+    def fake(machines: Any, o: nemesis.Options, node: str, *rest: Any) -> dict[str, Any]:
+        done.append((o.fault, node))
+        return {"fault": o.fault, "node": node, "start_t": 0.0, "healed_t": 0.0}
+
+    monkeypatch.setattr(nemesis, "inject", fake)
+    monkeypatch.setattr("bench.nemesis.time.sleep", lambda s: None)
+    o = nemesis.Options(fault="soak", seconds=300.0, every=100.0)
+    nemesis.soak_faults({}, o, "lb", NODES, rel)
+    # every 100 s the next fault on the next node; a fault that would outlast the soak
+    # (pause 30 at 300 s) is not started
+    assert done == [("cut-members", NODES[0]), ("kill-senders", NODES[1]),
+                    ("isolate", NODES[0])]
