@@ -13,13 +13,22 @@
 %%% inside a sync_transaction on archive_msg, which this module makes a majority table:
 %%% the write commits on every reachable replica or on none, and never on a minority.
 %%% The packet leaves marked as archived (a <stanza-id/> by the recipient), so mod_mam
-%%% does not store it twice, online or offline. When the write fails the message is
-%%% dropped and the stream is closed with an error before anything acknowledges it:
-%%% refused, never lost. Group chat messages (mod_muc) are not covered.
+%%% does not store it twice, online or offline.
+%%%
+%%% A commit is not yet proof: a majority table commits with Mnesia's asym_trans, and
+%%% when this node is cut off right after its own commit, before its `committed` reaches
+%%% the other replicas, they find no one who knows the outcome and abort
+%%% (mnesia_recover:check_what_happened: "None of the active nodes knows -> aborted"),
+%%% while this node keeps its copy until mod_quorum restarts it, then reloads from them.
+%%% So the copy must also be seen on a majority of the replicas (this one and enough
+%%% others, asked directly) within confirm_timeout, as Jepsen's checkers read back what
+%%% was acknowledged. When the write fails or is not seen there the message is dropped
+%%% and the stream is closed with an error before anything acknowledges it: refused,
+%%% never lost. Group chat messages (mod_muc) are not covered.
 -module(mod_durable_ack).
 -behaviour(gen_mod).
 
--export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_doc/0]).
+-export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1, mod_options/1, mod_doc/0]).
 -export([user_send_packet/1]).
 
 -include("xmpp.hrl").
@@ -29,6 +38,8 @@
 %% After mod_mam's own user_send_packet hooks (88: the sender's copy; 500: stripping
 %% the client's stanza-ids), before the packet is routed.
 -define(PRIORITY, 600).
+%% How long one look at a replica that has no answer yet may hold up the next look.
+-define(POLL_MS, 5).
 
 start(Host, _Opts) ->
     ensure_majority(archive_msg),
@@ -45,8 +56,10 @@ reload(_Host, _NewOpts, _OldOpts) ->
 depends(_Host, _Opts) ->
     [{mod_mam, hard}].
 
+mod_opt_type(confirm_timeout) -> econf:pos_int().
+
 mod_options(_Host) ->
-    [].
+    [{confirm_timeout, 5000}].
 
 mod_doc() ->
     #{desc => <<"Store the recipient's archive copy before acknowledging a message.">>}.
@@ -82,6 +95,7 @@ store_first(Pkt, JID, #jid{luser = LUser, lserver = LServer} = To, State) ->
     ID = mod_mam:make_id(),
     Pkt1 = xmpp:put_meta(xmpp:set_from_to(Pkt, JID, To), stanza_id, ID),
     US = {LUser, LServer},
+    Copy = #archive_msg{us = US, id = integer_to_binary(ID), _ = '_'},
     Write = fun() ->
                     %% The lock is taken at this level, so no majority means this
                     %% transaction aborts here (mod_mam's inner one would only log it).
@@ -90,25 +104,85 @@ store_first(Pkt, JID, #jid{luser = LUser, lserver = LServer} = To, State) ->
                         {archived, Pkt2} ->
                             %% Written by the inner transaction, or mod_mam swallowed
                             %% its failure: look.
-                            Stored = mnesia:match_object(
-                                       #archive_msg{us = US, id = integer_to_binary(ID), _ = '_'}),
+                            Stored = mnesia:match_object(Copy),
                             Stored /= [] orelse mnesia:abort(not_stored),
                             {archived, Pkt2};
                         _ ->
                             not_archived
                     end
             end,
-    case mnesia:sync_transaction(Write) of
-        {atomic, {archived, Pkt2}} ->
+    Timeout = gen_mod:get_module_opt(LServer, ?MODULE, confirm_timeout),
+    Outcome = case mnesia:sync_transaction(Write) of
+                  {atomic, {archived, _} = Archived} ->
+                      case on_majority(Copy, Timeout) of
+                          true -> Archived;
+                          false -> {aborted, {not_seen_on_a_majority, Timeout}}
+                      end;
+                  Other ->
+                      Other
+              end,
+    case Outcome of
+        {archived, Pkt2} ->
             {Pkt2, State};
         {atomic, not_archived} ->
             %% mod_mam would not archive it (no body, a no-store hint, prefs).
             {Pkt, State};
         {aborted, Reason} ->
-            ?WARNING_MSG("~ts: refusing a message from ~ts to ~ts: not stored (~p); "
+            ?WARNING_MSG("~ts: refusing a message from ~ts to ~ts: not stored (~w); "
                          "closing the stream before it is acknowledged",
                          [?MODULE, jid:encode(JID), jid:encode(To), Reason]),
             Err = xmpp:serr_internal_server_error(
                     <<"Message not stored on a majority of the cluster">>, <<"en">>),
             {stop, {drop, ejabberd_c2s:send(State, Err)}}
     end.
+
+%% Whether Copy is on a majority of archive_msg's replicas: this node's (just committed)
+%% and enough of the others that are active, asked directly. A replica may apply the
+%% commit a moment after this node does, so one without the copy is asked again until
+%% Timeout. Done in a helper process: answers that come after it gave up die with it,
+%% instead of reaching the session's mailbox.
+on_majority(Copy, Timeout) ->
+    Need = length(mnesia:table_info(archive_msg, all_nodes)) div 2,
+    Others = mnesia:table_info(archive_msg, where_to_write) -- [node()],
+    Deadline = now_ms() + Timeout,
+    {Pid, MRef} = spawn_monitor(
+                    fun() -> exit({on_majority, look(ask(Others, Copy), Copy, Need, Deadline)}) end),
+    receive
+        {'DOWN', MRef, process, Pid, Reason} -> Reason == {on_majority, true}
+    after Timeout + 1000 ->
+            exit(Pid, kill),
+            false
+    end.
+
+ask(Nodes, Copy) ->
+    [{erpc:send_request(Node, ets, match_object, [archive_msg, Copy]), Node} || Node <- Nodes].
+
+look(_Pending, _Copy, Need, _Deadline) when Need =< 0 ->
+    true;
+look([], _Copy, _Need, _Deadline) ->
+    false;
+look(Pending, Copy, Need, Deadline) ->
+    case now_ms() >= Deadline of
+        true ->
+            false;
+        false ->
+            %% Wait a little for the first one only, then take what the others have.
+            Waits = [?POLL_MS | lists:duplicate(length(Pending) - 1, 0)],
+            {Need1, Waiting, Again} =
+                lists:foldl(
+                  fun({{Req, Node} = P, Wait}, {N, W, A}) ->
+                          case catch erpc:wait_response(Req, Wait) of
+                              no_response -> {N, [P | W], A};
+                              {response, [_ | _]} -> {N - 1, W, A};
+                              {response, []} -> {N, W, [Node | A]};
+                              _Unreachable -> {N, W, A}
+                          end
+                  end, {Need, [], []}, lists:zip(Pending, Waits)),
+            %% Not there yet: the replica applies the commit a moment after this node.
+            Again /= [] andalso Waiting == [] andalso Need1 > 0
+                andalso timer:sleep(?POLL_MS),
+            look(lists:reverse(Waiting) ++ ask(Again, Copy), Copy, Need1, Deadline)
+    end.
+
+now_ms() ->
+    erlang:monotonic_time(millisecond).
