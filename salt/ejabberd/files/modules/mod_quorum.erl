@@ -22,9 +22,17 @@
 %%%    the majority; keep probing;
 %%%  - fenced, and a member answers that it serves with a majority: exit with status
 %%%    1; systemd restarts the node (Restart=on-failure) and Mnesia loads from them.
-%%% A node that did not run itself for down_after (SIGSTOP, a starved VM) judges its
-%%% peers on fresh answers only, so it never cuts off a majority that went on without
-%%% it. Not covered: a member cut off from some members but not others (Mnesia cannot
+%%% A member that a serving member finds silent is disconnected by every serving
+%%% member, not only by the one that noticed (RabbitMQ turns a partial partition into a
+%%% full one the same way): else a member that wakes up between two members' verdicts
+%%% stays in one's Mnesia and not in the other's, both sides keep a majority in their
+%%% own view, and the cluster never becomes whole again. Only a serving member asks
+%%% that, only one that runs Mnesia with the asked one is heard, and never one that
+%%% was itself dropped a moment ago (two members that cannot see each other must not
+%%% both be dropped by the third): a fenced member's stale view would split the
+%%% majority. A node that did not run itself for down_after / 2
+%%% (SIGSTOP, a starved VM) judges its peers on fresh answers only, so it never cuts
+%%% off a majority that went on without it. Not covered: a member cut off from some members but not others (Mnesia cannot
 %%% merge what both sides wrote), and two faults that fence every member at once.
 -module(mod_quorum).
 -behaviour(gen_mod).
@@ -32,7 +40,7 @@
 
 -export([start/2, stop/1, reload/3, depends/2, mod_opt_type/1, mod_options/1, mod_doc/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, code_change/3]).
--export([status/0, probe_answer/0]).
+-export([status/0, probe_answer/0, drop/2]).
 
 -include("logger.hrl").
 
@@ -42,6 +50,8 @@
                 last_ok = #{} :: #{node() => integer()},
                 last_serving = #{} :: #{node() => integer()},
                 last_tick :: integer(),
+                dropped = #{} :: #{node() => integer()},
+                fenced_at :: integer() | undefined,
                 fenced = false :: boolean()}).
 
 start(Host, Opts) ->
@@ -65,7 +75,7 @@ mod_options(_Host) ->
 mod_doc() ->
     #{desc => <<"Pause a minority of the cluster; restart it when a majority is back.">>}.
 
-%% For tests and operators: ejabberdctl eval 'mod_quorum:status().'
+%% For tests and operators, from `ejabberdctl debug`: mod_quorum:status().
 status() ->
     [gen_server:call(gen_mod:get_module_proc(Host, ?MODULE), status)
      || Host <- ejabberd_option:hosts(), gen_mod:is_loaded(Host, ?MODULE)].
@@ -84,6 +94,20 @@ handle_call(status, _From, #state{fenced = Fenced} = S) ->
 handle_call(_Request, _From, S) ->
     {reply, {error, badarg}, S}.
 
+handle_cast({drop, Node, By}, #state{fenced = Fenced, dropped = Dropped} = S) ->
+    Now = now_ms(),
+    Heard = not Fenced
+        andalso lists:member(By, mnesia:system_info(running_db_nodes))
+        andalso Now - maps:get(By, Dropped, Now - S#state.down_after - 1) > S#state.down_after,
+    case Heard andalso lists:member(Node, nodes()) of
+        true ->
+            ?WARNING_MSG("~ts: ~ts found ~ts silent: disconnecting it here too",
+                         [?MODULE, By, Node]),
+            erlang:disconnect_node(Node),
+            {noreply, S#state{dropped = Dropped#{Node => Now}}};
+        false ->
+            {noreply, S}
+    end;
 handle_cast(_Msg, S) ->
     {noreply, S}.
 
@@ -92,7 +116,7 @@ handle_info(tick, #state{interval = Interval, down_after = DownAfter, last_tick 
     Now = now_ms(),
     S1 = first_seen(S#state{last_tick = Now}),
     probe(S1),
-    case Now - Last > DownAfter of
+    case Now - Last > DownAfter div 2 of
         true ->
             %% This node itself did not run (SIGSTOP, a starved VM): its last answers
             %% are stale, not its peers' fault. Judge them on fresh answers only.
@@ -153,6 +177,16 @@ answering(#state{last_ok = LastOk, down_after = DownAfter}, Now) ->
     [Node || Node <- members() -- [node()],
              Now - maps:get(Node, LastOk, Now) =< DownAfter].
 
+%% A serving member found Node silent: disconnect it here too (handle_cast/2 decides
+%% whether to hear it), so that every member's Mnesia sees it down, whether or not it
+%% answers this one meanwhile.
+drop(Node, By) when Node /= node() ->
+    [gen_server:cast(gen_mod:get_module_proc(Host, ?MODULE), {drop, Node, By})
+     || Host <- ejabberd_option:hosts(), gen_mod:is_loaded(Host, ?MODULE)],
+    ok;
+drop(_Node, _By) ->
+    ok.
+
 %% What a member answers a probe: whether Mnesia runs there, and whether it serves
 %% (not fenced, a majority in its own view). Any answer shows that its VM is up.
 probe_answer() ->
@@ -162,13 +196,15 @@ set_serving(Serving) ->
     persistent_term:get({?MODULE, serving}, undefined) == Serving
         orelse persistent_term:put({?MODULE, serving}, Serving).
 
-%% Members that said within down_after that they serve with a majority: what a fenced
-%% node restarts to load from. Never a fenced member, nor one still starting: when every
+%% Members that said, since this node fenced itself and within down_after, that they
+%% serve with a majority: what a fenced node restarts to load from. Never a fenced
+%% member, nor one still starting, nor an answer from before this node's fence (two
+%% members fencing at once must not restart on each other's last word): when every
 %% member is fenced, no one restarts (Mnesia would let the first to start load its own,
 %% possibly older, copy and give it to the others).
-serving(#state{last_serving = Serving, down_after = DownAfter}, Now) ->
-    [Node || Node <- members() -- [node()],
-             Now - maps:get(Node, Serving, Now - DownAfter - 1) =< DownAfter].
+serving(#state{last_serving = Serving, down_after = DownAfter, fenced_at = FencedAt}, Now) ->
+    Since = max(Now - DownAfter, case FencedAt of undefined -> Now - DownAfter; _ -> FencedAt end),
+    [Node || Node <- members() -- [node()], maps:get(Node, Serving, Since - 1) > Since].
 
 quorum(Nodes, Members) ->
     N = length([X || X <- lists:usort(Nodes), lists:member(X, Members)]),
@@ -182,18 +218,23 @@ decide(#state{fenced = Fenced} = S) ->
         %% Only a member that runs Mnesia with this node can hold up its writes: one
         %% that is joining or starting is left alone, however slow it answers.
         Running = mnesia:system_info(running_db_nodes),
+        Silent = [Node || Node <- Members -- [node() | Answering], lists:member(Node, nodes()),
+                          lists:member(Node, Running)],
         [begin
              ?WARNING_MSG("~ts: ~ts has not answered for ~b ms: disconnecting it",
                           [?MODULE, Node, S#state.down_after]),
              erlang:disconnect_node(Node)
-         end || Node <- Members -- [node() | Answering], lists:member(Node, nodes()),
-                lists:member(Node, Running)],
+         end || Node <- Silent],
         Serving = [node() | [N || N <- Running, lists:member(N, Answering)]],
         Reachable = [node() | serving(S, now_ms())],
         case {Fenced, quorum(Serving, Members), Reachable /= [node()]} of
             {false, true, _} ->
                 set_serving(true),
-                S;
+                [erpc:cast(Other, ?MODULE, drop, [Node, node()])
+                 || Node <- Silent, Other <- Serving -- [node()]],
+                Now = now_ms(),
+                S#state{dropped = maps:merge(S#state.dropped,
+                                             maps:from_list([{N, Now} || N <- Silent]))};
             {false, false, _} ->
                 set_serving(false),
                 fence(S, Members, Serving);
@@ -216,7 +257,7 @@ fence(#state{host = Host} = S, Members, Serving) ->
     Sessions = ejabberd_sm:dirty_get_my_sessions_list(),
     [ejabberd_c2s:route(element(2, element(2, Session)), kick) || Session <- Sessions],
     ?WARNING_MSG("~ts: fenced on ~ts: ~b sessions closed", [?MODULE, Host, length(Sessions)]),
-    S#state{fenced = true}.
+    S#state{fenced = true, fenced_at = now_ms()}.
 
 heal(Members, Reachable) ->
     ?WARNING_MSG("~ts: ~p of ~p serve again: restarting ~ts to reload from them",
