@@ -9,6 +9,11 @@ injected inside the machines (nftables, signals), healed, and left alone:
   fences itself and, once the cut heals, restarts and rejoins by itself;
 * SIGKILL of the node holding the most recipients' sessions (the recipients' archive
   copies are written before the ack: ``mod_durable_ack``);
+* one node SIGSTOPped and woken up the moment the first other member gives up on it,
+  before the next one does: without more, the first member's Mnesia leaves it out
+  and the second's keeps it, each side keeps a majority in its own view and the
+  cluster never becomes whole again; the member that gave up has the others drop it
+  too, so it fences itself and restarts;
 * two of the three members stopped: the one left fences itself, so ``xmpp-tool send``
   through lb is refused (a non-zero exit, one line) instead of acknowledged; once the
   two are back it restarts itself and a new message goes through -- the refused one
@@ -144,3 +149,44 @@ def test_a_lone_member_refuses_then_heals_by_itself(lab: LabRun) -> None:
     send(lab, "alice@ejabberd", LB, "bob@ejabberd", sent)
     got = bodies(lab, "bob@ejabberd", LB)
     assert sent in got and refused not in got
+
+
+@pytest.mark.usefixtures("have_cli")
+def test_a_member_woken_between_two_verdicts_rejoins(lab: LabRun) -> None:
+    nodes = tuple(lab.lab.spec["cluster"]["ejabberd"])
+    wedged, others = nodes[-1], nodes[:-1]
+    full = {f"ejabberd@{n}" for n in nodes}
+    for n in nodes:
+        assert wait_cluster(lab, n, full, timeout=120) == full, n
+    marks = {n: log_mark(lab, n) for n in others}
+    beam = lab.lab[wedged].run(["pgrep", "-o", "-u", "ejabberd", "beam.smp"]).stdout.strip()
+    assert beam
+    lab.lab[wedged].run(["kill", "-STOP", beam])
+    try:
+        # The first member to give up on it; the others have not yet (one probe apart).
+        verdict = f"ejabberd@{wedged} has not answered"
+        deadline = time.monotonic() + 60
+        first = None
+        while first is None and time.monotonic() < deadline:
+            for n in others:
+                res = lab.lab[n].run(["sh", "-c", f'tail -n +{marks[n] + 1} {LOG} | grep -q "$0"',
+                                      verdict], check=False)
+                if res.returncode == 0:
+                    first = n
+                    break
+            else:
+                time.sleep(0.2)
+        assert first is not None, f"no member gave up on {wedged} within 60 s"
+    finally:
+        lab.lab[wedged].run(["kill", "-CONT", beam])
+    # Every other member heard the first one and dropped it too (or gave up itself).
+    for n in others:
+        if n != first:
+            wait_log(lab, n, marks[n], f"(found|ejabberd@{wedged} has not answered)", timeout=60)
+    for n in nodes:
+        assert wait_cluster(lab, n, full, timeout=nemesis.WHOLE_WITHIN_S * 2) == full, n
+    for n in nodes:
+        wait_states(lab, n, "UP", timeout=60)
+    sent = token("after the wake-up")
+    send(lab, "alice@ejabberd", LB, "bob@ejabberd", sent)
+    assert sent in bodies(lab, "bob@ejabberd", LB)
