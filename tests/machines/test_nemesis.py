@@ -182,7 +182,9 @@ def test_a_member_woken_between_two_verdicts_rejoins(lab: LabRun) -> None:
     # Every other member heard the first one and dropped it too (or gave up itself).
     for n in others:
         if n != first:
-            wait_log(lab, n, marks[n], f"(found|ejabberd@{wedged} has not answered)", timeout=60)
+            wait_log(lab, n, marks[n],
+                     f"(found ejabberd@{wedged} silent|ejabberd@{wedged} has not answered)",
+                     timeout=60)
     for n in nodes:
         assert wait_cluster(lab, n, full, timeout=nemesis.WHOLE_WITHIN_S * 2) == full, n
     for n in nodes:
