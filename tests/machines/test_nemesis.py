@@ -105,18 +105,22 @@ def log_mark(lab: LabRun, node: str) -> int:
     return int(lab.lab[node].run(["sh", "-c", f"wc -l < {LOG}"]).stdout.strip() or 0)
 
 
-def wait_log(lab: LabRun, node: str, since: int, pattern: str, timeout: float) -> str:
+def log_line(lab: LabRun, node: str, since: int, pattern: str) -> str | None:
     """The first line after line ``since`` of ``node``'s ejabberd log that matches
-    ``pattern`` (grep -E), waited for up to ``timeout`` s."""
+    ``pattern`` (grep -E), if there is one yet."""
+    res = lab.lab[node].run(
+        ["sh", "-c", f'tail -n +{since + 1} {LOG} | grep -m1 -E "$0"', pattern], check=False)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def wait_log(lab: LabRun, node: str, since: int, pattern: str, timeout: float) -> str:
+    """log_line, waited for up to ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while True:
-        res = lab.lab[node].run(
-            ["sh", "-c", f'tail -n +{since + 1} {LOG} | grep -m1 -E "$0"', pattern], check=False)
-        if res.returncode == 0:
-            return res.stdout.strip()
+    while (line := log_line(lab, node, since, pattern)) is None:
         if time.monotonic() > deadline:
             pytest.fail(f"{node}: no log line {pattern!r} within {timeout:g} s")
         time.sleep(1)
+    return line
 
 
 @pytest.mark.usefixtures("have_cli")
@@ -168,13 +172,8 @@ def test_a_member_woken_between_two_verdicts_rejoins(lab: LabRun) -> None:
         deadline = time.monotonic() + 60
         first = None
         while first is None and time.monotonic() < deadline:
-            for n in others:
-                res = lab.lab[n].run(["sh", "-c", f'tail -n +{marks[n] + 1} {LOG} | grep -q "$0"',
-                                      verdict], check=False)
-                if res.returncode == 0:
-                    first = n
-                    break
-            else:
+            first = next((n for n in others if log_line(lab, n, marks[n], verdict)), None)
+            if first is None:
                 time.sleep(0.2)
         assert first is not None, f"no member gave up on {wedged} within 60 s"
     finally:
