@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from lab import harness, manifest
+from tests.infra import roles
 from tests.machines.conftest import CHECKOUT, LabRun
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
@@ -49,14 +51,19 @@ def test_second_apply_changes_nothing(lab: LabRun) -> None:
 
 @pytest.mark.parametrize("machine", list(harness.ADDRESSES))
 def test_infra(lab: LabRun, machine: str) -> None:
-    """tests/infra, run inside the machine by the salt venv's pytest (--hosts=local://)."""
+    """tests/infra, run inside the machine by the salt venv's pytest (--hosts=local://):
+    every check of the machine's role from the manifest, passed."""
+    role = harness.LAB["machines"][machine]["role"]
+    due = len(roles.expected([role]))
     res = lab.lab[machine].run(
-        f"cd {harness.CHECKOUT_IN_MACHINE} && "
-        "python -m pytest -p no:cacheprovider -q --hosts=local:// tests/infra",
-        env={"PYTHONDONTWRITEBYTECODE": "1", "XMPP_TOOL_MINION_ID": machine},
+        f"cd {harness.CHECKOUT_IN_MACHINE} && python -m pytest -p no:cacheprovider -q "
+        f"--hosts=local:// --role={role} tests/infra",
+        env={"PYTHONDONTWRITEBYTECODE": "1", "XMPP_TOOL_MINION_ID": machine,
+             "XMPP_TOOL_NO_SKIP": "1"},
         check=False, timeout=600)
     assert res.returncode == 0, f"{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
-    assert " passed" in res.stdout
+    assert f"tests/infra: {machine}: {due} of {due} checks passed" in res.stdout
+    assert re.search(rf"^{due} passed, \d+ deselected in ", res.stdout, re.M), res.stdout[-2000:]
 
 
 # ------------------------------------------------------------------ xmpp-tool from the host

@@ -44,6 +44,7 @@ from typing import Any
 import pytest
 
 from lab import manifest
+from tests.infra import roles
 
 pytestmark = [pytest.mark.vagrant, pytest.mark.root]
 
@@ -55,6 +56,12 @@ ALL_MACHINES = tuple(manifest.names(manifest.load()))
 MACHINES = tuple(
     m for m in os.environ.get("XMPP_LAB_TEST_MACHINES", ",".join(ALL_MACHINES)).split(",") if m
 )
+
+
+def role_of(machine: str) -> str:
+    return str(manifest.load()["machines"][machine]["role"])
+
+
 # The whole lab under TCG on 2 cores took 2,883 s; leave room for a slower host.
 UP_TIMEOUT = int(os.environ.get("XMPP_LAB_TEST_UP_TIMEOUT", "4200"))
 
@@ -259,9 +266,9 @@ def infra_runs(lab: Lab, ssh_config: Path) -> dict[str, subprocess.CompletedProc
         machine: subprocess.Popen(
             [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/infra",
              f"--hosts=ssh://{machine}", f"--ssh-config={ssh_config}", "--sudo",
-             f"--minion-id={machine}"],
+             f"--minion-id={machine}", f"--role={role_of(machine)}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "XMPP_TOOL_NO_SKIP": "1"},
         )
         for machine in MACHINES
     }
@@ -281,8 +288,10 @@ def infra_runs(lab: Lab, ssh_config: Path) -> dict[str, subprocess.CompletedProc
 def test_infra_suite_over_ssh(infra_runs: dict[str, subprocess.CompletedProcess[str]],
                               machine: str) -> None:
     res = infra_runs[machine]
+    due = len(roles.expected([role_of(machine)]))
     assert res.returncode == 0, f"{res.stdout[-6000:]}\n{res.stderr[-2000:]}"
-    assert " passed" in res.stdout
+    assert f"tests/infra: {machine}: {due} of {due} checks passed" in res.stdout
+    assert re.search(rf"^{due} passed, \d+ deselected in ", res.stdout, re.M), res.stdout[-2000:]
 
 
 def xmpp_tool(lab: Lab, account: str, server: str, *args: str) -> subprocess.CompletedProcess[str]:
