@@ -12,11 +12,13 @@ Sources, first match wins:
 A room's password (``send -g``) comes from the environment
 ``XMPP_TOOL_ROOM_PASSWORD`` or the account's ``room_password_command`` /
 ``room_password_file``, read the same way: :func:`room_password`.
+
+``getpass`` is imported inside :func:`_prompt_tty`, for start-up speed: only a
+prompt needs it.
 """
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import subprocess
@@ -48,6 +50,8 @@ def _have_tty() -> bool:
 def _prompt_tty(prompt: str) -> str:
     # getpass reads /dev/tty with echo off; it falls back to stdin (and echo!)
     # when there is no terminal, which is why _have_tty() is checked first.
+    import getpass
+
     return getpass.getpass(prompt)
 
 
