@@ -239,28 +239,21 @@ def probe(results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
 def test_prosody_release_differences(
     results: dict[tuple[str, str, str], subprocess.CompletedProcess[str]],
 ) -> None:
+    """What pillar and map.jinja decide per machine and release. What the template's
+    fixed options *do* (TLS required, no in-band registration, every message archived,
+    250 per archive page, rooms, uploads) is proven by a real prosody running this same
+    template: tests/integration/test_servers*.py."""
     p12, p13 = (probe(results, r, PROBED["prosody"]) for r in ("debian12", "debian13"))
     assert '"posix";' in p12["prosody_cfg"]  # 0.12 needs mod_posix
     assert "posix" not in p13["prosody_cfg"]  # deprecated in 13
+    address = LAB["hosts"][PROBED["prosody"]]
     for cfg in (p12["prosody_cfg"], p13["prosody_cfg"]):
-        for needed in ('"mam";', '"pep";', '"smacks";', '"carbons";', '"offline";',
-                       '"ping";', '"disco";'):
-            assert needed in cfg
-        assert '"register";' not in cfg
-        assert "allow_registration = false" in cfg
-        assert "c2s_require_encryption = true" in cfg
-        assert "c2s_ports = { 5222 }" in cfg
-        assert "c2s_direct_tls_ports = { 5223 }" in cfg
-        assert "default_archive_policy = true" in cfg
-        assert "\nmax_archive_query_results = 250\n" in cfg  # xmpp-tool's MAM page
+        # the lab's storage is MariaDB (the integration servers use SQLite)
         assert 'storage = "sql"' in cfg and 'driver = "MySQL";' in cfg
         assert 'VirtualHost "prosody.test"' in cfg
-        # MUC for local accounts; upload over HTTPS only, URLs on the machine's address.
         assert 'Component "conference.prosody.test" "muc"' in cfg
-        assert 'restrict_room_creation = "local"' in cfg
         assert 'Component "upload.prosody.test" "http_file_share"' in cfg
-        assert "http_ports = { }" in cfg and "https_ports = { 5281 }" in cfg
-        address = LAB["hosts"][PROBED["prosody"]]
+        # upload URLs on the machine's own address
         assert f'http_external_url = "https://{address}:5281/"' in cfg
 
 
@@ -279,19 +272,15 @@ def test_ejabberd_node_distribution_and_listeners(
         assert p["ejabberd"]["seed"] == f"ejabberd@{CLUSTER[0]}"
         assert p["ejabberd"]["cluster"]["nodes"] == [f"ejabberd@{n}" for n in CLUSTER]
         yml = p["ejabberd_yml"]
-        assert yml.count("use_proxy_protocol: true") == 3  # c2s, direct TLS, upload
-        # MUC rooms by local accounts; uploads on 5443, URLs on this node's port on lb.
-        assert "mod_muc:" in yml and "access_create: local" in yml
+        # Behind lb: the PROXY header on c2s, direct TLS and upload (the integration
+        # server, alone, has none); what the fixed modules do (archive always, offline,
+        # PEP/MDS, rooms, uploads) is proven by a real ejabberd running this same
+        # template: tests/integration/test_servers*.py.
+        assert yml.count("use_proxy_protocol: true") == 3
+        # uploads on 5443, URLs on this node's own port on lb
         entry = LAB["hosts"][LAB["entries"]["ejabberd"]]
         lb_port = 5444 + CLUSTER.index(node)
         assert f'put_url: "https://{entry}:{lb_port}/upload"' in yml
-        assert "port: 5443" in yml and "/upload: mod_http_upload" in yml
-        assert "access: local" in yml
-        assert 'ip: "127.0.0.1"' in yml and "port: 5280" in yml
-        for module in ("mod_mam:", "mod_offline:", "mod_pubsub:", "mod_stream_mgmt:",
-                       "mod_carboncopy:", "mod_ping:", "default: always",
-                       '"urn:xmpp:mds:displayed:0":', "max_items:"):
-            assert module in yml
         assert p["ejabberd"]["mnesia_storage"] == {
             "archive_msg": "disc_copies", "archive_prefs": "disc_copies",
             "offline_msg": "disc_copies"}
