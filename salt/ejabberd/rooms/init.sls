@@ -2,9 +2,9 @@
     (Mnesia's muc_room table is on every member): persistent, members-only, hidden,
     archived as muc:archive says; each member affiliated, and given a XEP-0402 bookmark
     of the room, published as that user.
-    Every call goes to the local ReST API at command version 1 ("<command>/v1"): 24.12's
-    newest set_room_affiliation takes user and host apart, version 1 is 23.01's and
-    24.12's alike. Reads decide what to do, so a re-apply changes nothing; a bookmark
+    Every call goes to the local ReST API at command version 1 (api_v1, osfinger.yaml):
+    24.12's newest set_room_affiliation takes user and host apart, version 1 is 23.01's
+    and 24.12's alike. Reads decide what to do, so a re-apply changes nothing; a bookmark
     cannot be read back through the API, so a marker (its content's SHA-256) says it
     was published, as for the users' passwords. #}
 {%- set tplroot = tpldir.split('/')[0] %}
@@ -17,7 +17,7 @@ include:
 {%-   for name, room in ejabberd.muc.rooms | dictsort %}
 {%-     set jid = name ~ '@' ~ service %}
 {%-     set which = {'name': name, 'service': service} | json %}
-{%-     set affiliations = "echo '" ~ which ~ "' | " ~ api ~ " get_room_affiliations/v1" %}
+{%-     set affiliations = "echo '" ~ which ~ "' | " ~ api ~ " get_room_affiliations" ~ ejabberd.api_v1 %}
 {%-     set options = [
           {'name': 'title', 'value': room.get('title', name)},
           {'name': 'persistent', 'value': 'true'},
@@ -29,7 +29,7 @@ include:
 
 ejabberd-room-{{ jid }}-created:
   cmd.run:
-    - name: {{ api }} create_room_with_opts/v1 >/dev/null
+    - name: {{ api }} create_room_with_opts{{ ejabberd.api_v1 }} >/dev/null
     - stdin: {{ (create ~ '\n') | json }}
     - unless: {{ (affiliations ~ ' >/dev/null') | json }}
     - require:
@@ -45,7 +45,7 @@ ejabberd-room-{{ jid }}-created:
 
 ejabberd-room-{{ jid }}-member-{{ member }}:
   cmd.run:
-    - name: {{ api }} set_room_affiliation/v1 >/dev/null
+    - name: {{ api }} set_room_affiliation{{ ejabberd.api_v1 }} >/dev/null
     - stdin: {{ (affiliate ~ '\n') | json }}
     - unless: {{ is_member | json }}
     - require:
@@ -70,7 +70,7 @@ ejabberd-room-{{ jid }}-member-{{ member }}:
 ejabberd-room-{{ jid }}-bookmarked-for-{{ member }}:
   cmd.run:
     - name: >-
-        read -r publish; printf '%s' "$publish" | {{ api }} send_stanza/v1 >/dev/null &&
+        read -r publish; printf '%s' "$publish" | {{ api }} send_stanza{{ ejabberd.api_v1 }} >/dev/null &&
         echo {{ digest }} > {{ marker }}
     - stdin: {{ (publish ~ '\n') | json }}
     - unless: {{ ('grep -qx ' ~ digest ~ ' ' ~ marker) | json }}
