@@ -23,6 +23,7 @@ from slixmpp import JID
 from slixmpp.plugins.xep_0004 import Form
 
 MDS_NODE = "urn:xmpp:mds:displayed:0"
+BOOKMARKS_NODE = "urn:xmpp:bookmarks:1"  # XEP-0402
 UPLOAD_NS = "urn:xmpp:http:upload:0"  # XEP-0363 (slixmpp's plugin needs aiohttp)
 
 PLUGINS = (
@@ -328,6 +329,36 @@ class Peer(slixmpp.ClientXMPP):
         ):
             fwd = result["mam_result"]["forwarded"]["stanza"]
             yield str(result["mam_result"]["id"]), str(fwd["from"].bare), str(fwd["body"])
+
+    async def room_archive(self, room: str, page: int = 250) -> list[tuple[str, str, str]]:
+        """(stanza-id the room assigned, sender's nick, body) of the room's archive
+        (XEP-0313 addressed to the room's JID), oldest first."""
+        out = []
+        async for result in self.plugin["xep_0313"].iterate(jid=JID(room), rsm={"max": page}):
+            fwd = result["mam_result"]["forwarded"]["stanza"]
+            out.append((str(result["mam_result"]["id"]), str(fwd["from"].resource),
+                        str(fwd["body"])))  # fmt: skip
+        return out
+
+    # ------------------------------------------------------------ XEP-0402
+
+    async def bookmarks(self) -> dict[str, tuple[str, str]]:
+        """room JID -> (name, nick) of the account's XEP-0402 bookmarks (PEP node
+        urn:xmpp:bookmarks:1, read with pubsub as any client does)."""
+        try:
+            iq = await self.plugin["xep_0060"].get_items(  # type: ignore[no-untyped-call]
+                self.boundjid.bare, BOOKMARKS_NODE, timeout=self._timeout)
+        except slixmpp.exceptions.IqError as exc:
+            if exc.condition == "item-not-found":
+                return {}
+            raise
+        out = {}
+        for item in iq["pubsub"]["items"]:
+            conf = item.xml.find(f"{{{BOOKMARKS_NODE}}}conference")
+            if conf is not None:
+                nick = conf.findtext(f"{{{BOOKMARKS_NODE}}}nick") or ""
+                out[str(item["id"])] = (conf.get("name", ""), nick)
+        return out
 
     # ------------------------------------------------------------ XEP-0490
 

@@ -82,16 +82,34 @@ PROBED = {"prosody": manifest.with_role(LAB, "prosody")[0], "ejabberd": CLUSTER[
           "haproxy": manifest.with_role(LAB, "haproxy")[0]}
 
 
+def room_states(role: str) -> set[str]:
+    """The manifest's rooms on a server of ``role``: created, each member affiliated
+    and bookmarked."""
+    domain = LAB["domains"][role]
+    out = set()
+    for name, room in LAB.get("rooms", {}).items():
+        jid = f"{name}@conference.{domain}"
+        out.add(f"{role}-room-{jid}-created")
+        for user in room["members"]:
+            out |= {f"{role}-room-{jid}-member-{user}@{domain}",
+                    f"{role}-room-{jid}-bookmarked-for-{user}@{domain}"}
+    return out
+
+
 def expected(machine: str) -> set[str]:
-    """The role's states; a cluster's seed registers the users, the others join it."""
-    out = set(EXPECTED_BY_ROLE[LAB["machines"][machine]["role"]]) | EXPECTED_EVERYWHERE
+    """The role's states; a cluster's seed registers the users and makes the rooms,
+    the others join it."""
+    role = LAB["machines"][machine]["role"]
+    out = set(EXPECTED_BY_ROLE[role]) | EXPECTED_EVERYWHERE
+    if role == "prosody":
+        out |= room_states(role)
     members = LAB["cluster"].get(LAB["machines"][machine].get("cluster"), [])
     if members and members[0] != machine:
         out.add(f"ejabberd-cluster-joined-ejabberd@{members[0]}")
     elif members:
         out |= {"ejabberd-cluster-seed-or-single-node",
                 "ejabberd-user-alice@ejabberd.test-registered",
-                "ejabberd-user-bob@ejabberd.test-registered"}
+                "ejabberd-user-bob@ejabberd.test-registered"} | room_states(role)
     return out
 
 
@@ -99,8 +117,8 @@ def forbidden(machine: str) -> tuple[str, ...]:
     out = FORBIDDEN_BY_ROLE[LAB["machines"][machine]["role"]]
     members = LAB["cluster"].get(LAB["machines"][machine].get("cluster"), [])
     if members and members[0] != machine:
-        # Users are registered once, on the seed; the other nodes get them by Mnesia.
-        out += ("ejabberd-user-",)
+        # Users and rooms are made once, on the seed; the other nodes get them by Mnesia.
+        out += ("ejabberd-user-", "ejabberd-room-")
     return out
 
 

@@ -50,6 +50,10 @@ ejabberd:
     cacertfile: {{ tls.ca_file }}
   # haproxy (send-proxy) is in front.
   proxy_protocol: true
+  # The lab's rooms (the manifest's rooms): persistent, members-only, archived; each
+  # member has a bookmark of each of its rooms.
+  muc:
+    rooms: {{ lab.get('rooms', {}) | json }}
   # Group chats at conference.<domain> (formula defaults). Uploads: files stay on the
   # node that issued the slot, so its URLs name its own port on lb, which forwards
   # only to this node.

@@ -35,6 +35,10 @@ prosody:
   database_sls:
     - mariadb.database
   archive_expires_after: never
+  # The lab's rooms (the manifest's rooms): persistent, members-only, archived; each
+  # member has a bookmark of each of its rooms.
+  muc:
+    rooms: {{ lab.get('rooms', {}) | json }}
   # Group chats at conference.<domain>, uploads at upload.<domain> (formula defaults);
   # the upload URLs on this machine's address (in its certificate), HTTPS port 5281.
   upload:

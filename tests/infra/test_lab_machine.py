@@ -239,6 +239,34 @@ def test_prosody_config_values(host: testinfra.host.Host, pillar: dict[str, Any]
 
 
 @pytest.mark.role("prosody")
+def test_prosody_keeps_the_pillar_rooms_with_members_archive_and_bookmarks(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    """As the running server has them (its admin shell): each pillar room persistent,
+    members-only, hidden and archived, each member affiliated and holding a XEP-0402
+    bookmark of it."""
+    domain = domain_of(pillar, "prosody")
+    service = pillar["prosody"].get("muc", {}).get("host") or f"conference.{domain}"
+    rooms = pillar["prosody"].get("muc", {}).get("rooms", {})
+    for name, room in rooms.items():
+        jid = f"{name}@{service}"
+        room_lua = f'prosody.hosts["{service}"].modules.muc.get_room_from_jid("{jid}")'
+        checks = [f'local r = {room_lua}; assert(r, "no room"); '
+                  'assert(r:get_persistent() and r:get_members_only() and r:get_hidden(), '
+                  '"not persistent, members-only and hidden"); '
+                  'assert(r._data.archiving == true, "not archived")']
+        for user in room.get("members", []):
+            pep = f'prosody.hosts["{domain}"].modules.pep.get_pep_service("{user}")'
+            checks += [f'assert({room_lua}:get_affiliation("{user}@{domain}") == "member", '
+                       f'"{user} is not a member")',
+                       f'local ok, items = {pep}:get_items("urn:xmpp:bookmarks:1", true, "{jid}"); '
+                       f'assert(ok and items and items["{jid}"], "{user} has no bookmark")']
+        for lua in checks:
+            out = host.run(f"prosodyctl shell {shlex.quote('>' + lua)}")
+            assert out.rc == 0, f"{jid}: {lua}: {out.stdout[-300:]}"
+
+
+@pytest.mark.role("prosody")
 def test_prosody_database_grants_and_accounts(
     host: testinfra.host.Host, pillar: dict[str, Any]
 ) -> None:
@@ -402,6 +430,33 @@ def test_ejabberd_refuses_rather_than_loses(
     if ej.get("durable_ack", True):
         info = ejabberdctl(host, "mnesia_table_info", "archive_msg")
         assert "{majority,true}" in info, info[:500]
+
+
+@pytest.mark.role("ejabberd")
+def test_ejabberd_keeps_the_pillar_rooms_with_members_and_archive(
+    host: testinfra.host.Host, pillar: dict[str, Any]
+) -> None:
+    """On every node (Mnesia's muc_room), as the running node answers: each pillar room
+    persistent, members-only, hidden and archived, each member affiliated."""
+    domain = domain_of(pillar, "ejabberd")
+    muc = pillar["ejabberd"].get("muc", {})
+    service = str(muc.get("host") or "conference.@HOST@").replace("@HOST@", domain)
+    for name, room in muc.get("rooms", {}).items():
+        options = dict(line.split("\t", 1) for line in
+                       ejabberdctl(host, "get_room_options", name, service).splitlines()
+                       if "\t" in line)
+        assert {k: options.get(k) for k in ("persistent", "members_only", "public", "mam")} \
+            == {"persistent": "true", "members_only": "true", "public": "false", "mam": "true"}
+        affiliations = ejabberdctl(host, "get_room_affiliations", name, service)
+        members = set()
+        for line in affiliations.splitlines():
+            fields = line.split("\t")
+            # 23.01: user, domain, affiliation, reason; 24.12: jid, affiliation, reason
+            jid, role = (f"{fields[0]}@{fields[1]}", fields[2]) if "@" not in fields[0] \
+                else (fields[0], fields[1])
+            if role == "member":
+                members.add(jid)
+        assert {f"{u}@{domain}" for u in room.get("members", [])} <= members, affiliations
 
 
 @pytest.mark.role("ejabberd")

@@ -133,6 +133,17 @@ def test_standalone_ejabberd_serves_its_users(applied: dict[str, Solo]) -> None:
     m = applied["ejabberd"].machine
     users = m.run(["ejabberdctl", "registered_users", "chat.example.test"]).stdout.split()
     assert {"alice", "bob"} <= set(users)
+    # the example's room, with its members (23.01: user, host, affiliation; 24.12: jid,
+    # affiliation; tab-separated)
+    listed = m.run(["ejabberdctl", "get_room_affiliations", "ops",
+                    "conference.chat.example.test"]).stdout.splitlines()
+    members = set()
+    for line in listed:
+        f = line.split("\t")
+        jid, affiliation = (f[0], f[1]) if "@" in f[0] else (f"{f[0]}@{f[1]}", f[2])
+        if affiliation == "member":
+            members.add(jid)
+    assert {"alice@chat.example.test", "bob@chat.example.test"} <= members, listed
 
 
 def test_standalone_prosody_stores_accounts_in_mariadb(
@@ -143,6 +154,10 @@ def test_standalone_prosody_stores_accounts_in_mariadb(
     out = m.run(["mariadb", "-NB", "prosody", "-e", sql]).stdout.strip()
     assert int(out) >= 2
     assert m.run(["systemctl", "is-active", "prosody"]).stdout.strip() == "active"
+    # the example's room, stored (a restart keeps it) with its members
+    sql = ("SELECT COUNT(*) FROM prosody WHERE host='conference.chat.example.test' "
+           "AND store='persistent' AND `key`='ops@conference.chat.example.test'")
+    assert m.run(["mariadb", "-NB", "prosody", "-e", sql]).stdout.strip() == "1"
 
 
 def test_standalone_haproxy_and_labtls(applied: dict[str, Solo]) -> None:

@@ -11,8 +11,10 @@ since a file lives on the node that issued its slot).
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine
@@ -24,11 +26,12 @@ import pytest
 
 from lab import harness, manifest
 from lab.slixpeer import Peer
-from tests.machines.conftest import LabRun
+from tests.machines.conftest import CHECKOUT, LabRun
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
 
 T = TypeVar("T")
+XMPP_TOOL = CHECKOUT / ".venv" / "bin" / "xmpp-tool"
 SERVICES = ("prosody", "ejabberd")
 DOMAINS = harness.LAB["domains"]
 ENTRY = {s: harness.ADDRESSES[manifest.entry(harness.LAB, s) or "?"] for s in SERVICES}
@@ -59,6 +62,41 @@ def https(method: str, url: str, cafile: Path, data: bytes | None = None,
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_labs_rooms_are_there_bookmarked_and_archived(lab: LabRun, service: str) -> None:
+    """The manifest's rooms, made by Salt: each member has its bookmark (XEP-0402), a
+    member who never joined reads a message another member sent (``xmpp-tool send -g``)
+    in the room's archive (XEP-0313 on the room's JID)."""
+    rooms = harness.LAB["rooms"]
+    assert rooms, "the lab manifest declares no rooms"
+    body = f"to the room {secrets.token_hex(4)}"
+    for name, room in rooms.items():
+        jid = f"{name}@conference.{DOMAINS[service]}"
+        sender, reader = room["members"][0], room["members"][-1]
+        for member in room["members"]:
+            assert run(bookmarks_of(lab, member, service)).get(jid) == (room["title"], member)
+        acct = lab.accounts[f"{sender}@{service}"]
+        sent = subprocess.run(
+            [str(XMPP_TOOL), "-C", str(lab.state_dir / "ca.crt"), "-s", f"{ENTRY[service]}:5222",
+             "-u", acct["jid"], "send", "-g", "-m", body, jid],
+            env={**os.environ, "XMPP_TOOL_PASSWORD": acct["password"]},
+            capture_output=True, text=True, timeout=120, check=False)
+        assert sent.returncode == 0, sent.stderr
+        archived = run(room_archive_of(lab, reader, service, jid))
+        assert [(nick, text) for _, nick, text in archived if text == body] == [(sender, body)]
+
+
+async def bookmarks_of(lab: LabRun, user: str, service: str) -> dict[str, tuple[str, str]]:
+    async with peer(lab, user, service) as p:
+        return await p.bookmarks()
+
+
+async def room_archive_of(lab: LabRun, user: str, service: str,
+                          room: str) -> list[tuple[str, str, str]]:
+    async with peer(lab, user, service) as p:
+        return await p.room_archive(room)
 
 
 @pytest.mark.parametrize("service", SERVICES)
