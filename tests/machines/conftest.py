@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +22,7 @@ import pytest
 from lab import harness
 
 CHECKOUT = harness.CHECKOUT
+XMPP_TOOL = CHECKOUT / ".venv" / "bin" / "xmpp-tool"
 
 TOOLS = ("mmdebstrap", "systemd-nspawn", "nsenter", "ip", "mount")
 
@@ -85,3 +87,15 @@ def lab(request: pytest.FixtureRequest, rootfs_builds: dict[str, Future[Path]],
     with harness.lab(release, state_dir) as the_lab:
         first = the_lab.apply_all()
         yield LabRun(the_lab, state_dir, first, accounts)
+
+
+def xmpp_tool(lab: LabRun, account: str, server: str, *args: str,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The checkout's xmpp-tool from the host as ``account`` (a lab.accounts key) at
+    ``server`` (host:port), TLS verified against the lab CA, password in the environment."""
+    acct = lab.accounts[account]
+    env = {**os.environ, "XMPP_TOOL_PASSWORD": acct["password"]}
+    cmd = [str(XMPP_TOOL), "-C", str(lab.state_dir / "ca.crt"), "-s", server,
+           "-u", acct["jid"], *args]
+    return subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=timeout,
+                          check=False)

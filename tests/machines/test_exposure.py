@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab import harness, manifest
-from tests.machines.conftest import LabRun, fresh_state
+from tests.machines.conftest import LabRun, fresh_state, xmpp_tool
 from tests.machines.test_lab import (
     CLUSTER,
     LB,
@@ -31,7 +31,6 @@ from tests.machines.test_lab import (
     send,
     token,
     wait_cluster,
-    xmpp_tool,
 )
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]

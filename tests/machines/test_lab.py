@@ -19,11 +19,10 @@ import pytest
 
 from lab import harness, manifest
 from tests.infra import roles
-from tests.machines.conftest import CHECKOUT, LabRun
+from tests.machines.conftest import XMPP_TOOL, LabRun, xmpp_tool
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
 
-XMPP_TOOL = CHECKOUT / ".venv" / "bin" / "xmpp-tool"
 # Where clients connect (the manifest's entries: lb in front of the ejabberd cluster).
 LB = f"{harness.ADDRESSES[manifest.entry(harness.LAB, 'ejabberd') or '?']}:5222"
 PROSODY = f"{harness.ADDRESSES[manifest.entry(harness.LAB, 'prosody') or '?']}:5222"
@@ -67,16 +66,6 @@ def test_infra(lab: LabRun, machine: str) -> None:
 
 
 # ------------------------------------------------------------------ xmpp-tool from the host
-
-def xmpp_tool(lab: LabRun, account: str, server: str, *args: str,
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    acct = lab.accounts[account]
-    env = {**os.environ, "XMPP_TOOL_PASSWORD": acct["password"]}
-    cmd = [str(XMPP_TOOL), "-C", str(lab.state_dir / "ca.crt"), "-s", server,
-           "-u", acct["jid"], *args]
-    return subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=timeout,
-                          check=False)
-
 
 def send(lab: LabRun, account: str, server: str, to: str, body: str) -> None:
     res = xmpp_tool(lab, account, server, "send", lab.accounts[to]["jid"], body)

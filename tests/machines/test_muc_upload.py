@@ -11,10 +11,8 @@ since a file lives on the node that issued its slot).
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import ssl
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine
@@ -26,12 +24,11 @@ import pytest
 
 from lab import harness, manifest
 from lab.slixpeer import Peer
-from tests.machines.conftest import CHECKOUT, LabRun
+from tests.machines.conftest import LabRun, xmpp_tool
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
 
 T = TypeVar("T")
-XMPP_TOOL = CHECKOUT / ".venv" / "bin" / "xmpp-tool"
 SERVICES = ("prosody", "ejabberd")
 DOMAINS = harness.LAB["domains"]
 ENTRY = {s: harness.ADDRESSES[manifest.entry(harness.LAB, s) or "?"] for s in SERVICES}
@@ -77,12 +74,8 @@ def test_the_labs_rooms_are_there_bookmarked_and_archived(lab: LabRun, service: 
         sender, reader = room["members"][0], room["members"][-1]
         for member in room["members"]:
             assert run(bookmarks_of(lab, member, service)).get(jid) == (room["title"], member)
-        acct = lab.accounts[f"{sender}@{service}"]
-        sent = subprocess.run(
-            [str(XMPP_TOOL), "-C", str(lab.state_dir / "ca.crt"), "-s", f"{ENTRY[service]}:5222",
-             "-u", acct["jid"], "send", "-g", "-m", body, jid],
-            env={**os.environ, "XMPP_TOOL_PASSWORD": acct["password"]},
-            capture_output=True, text=True, timeout=120, check=False)
+        sent = xmpp_tool(lab, f"{sender}@{service}", f"{ENTRY[service]}:5222",
+                         "send", "-g", "-m", body, jid, timeout=120)
         assert sent.returncode == 0, sent.stderr
         archived = run(room_archive_of(lab, reader, service, jid))
         assert [(nick, text) for _, nick, text in archived if text == body] == [(sender, body)]

@@ -38,7 +38,7 @@ import pytest
 
 from bench import nemesis
 from lab import harness, manifest
-from tests.machines.conftest import LabRun, fresh_state
+from tests.machines.conftest import LabRun, fresh_state, xmpp_tool
 from tests.machines.test_exposure import wait_states
 from tests.machines.test_lab import (
     LB,
@@ -47,7 +47,6 @@ from tests.machines.test_lab import (
     send,
     token,
     wait_cluster,
-    xmpp_tool,
 )
 
 pytestmark = [pytest.mark.machines, pytest.mark.root]
