@@ -360,6 +360,56 @@ class Peer(slixmpp.ClientXMPP):
                 out[str(item["id"])] = (conf.get("name", ""), nick)
         return out
 
+    async def bookmark(self, room: str, nick: str, name: str = "") -> None:
+        """Bookmark ``room`` (XEP-0402) as a chat app does: one PEP item per room.
+        Published with the options both servers accept, then the node set to keep
+        every item (a node created without max_items keeps one: the last bookmark
+        would replace the others; ejabberd refuses max_items in publish-options)."""
+        from xml.etree import ElementTree as ET
+
+        conf = ET.Element(f"{{{BOOKMARKS_NODE}}}conference",
+                          {"name": name or room, "autojoin": "true"})  # fmt: skip
+        ET.SubElement(conf, f"{{{BOOKMARKS_NODE}}}nick").text = nick
+        form: Any = Form()  # type: ignore[no-untyped-call]
+        form.add_field(var="FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/pubsub#publish-options")  # fmt: skip
+        form.add_field(var="pubsub#persist_items", value=True)
+        form.add_field(var="pubsub#access_model", value="whitelist")
+        await self.plugin["xep_0060"].publish(  # type: ignore[no-untyped-call]
+            self.boundjid.bare, BOOKMARKS_NODE, id=room, payload=conf, options=form,
+            timeout=self._timeout)
+        await self.configure_max_items(BOOKMARKS_NODE)
+
+    async def legacy_bookmarks(self, rooms: dict[str, str]) -> None:
+        """Store ``rooms`` (room JID -> nick) as XEP-0048 bookmarks in private XML
+        storage (XEP-0049), the way clients did before XEP-0402."""
+        from xml.etree import ElementTree as ET
+
+        iq: Any = self.make_iq_set()
+        storage = ET.SubElement(ET.SubElement(iq.xml, "{jabber:iq:private}query"),
+                                "{storage:bookmarks}storage")  # fmt: skip
+        for room, nick in rooms.items():
+            conf = ET.SubElement(storage, "{storage:bookmarks}conference",
+                                 {"jid": room, "autojoin": "false"})  # fmt: skip
+            ET.SubElement(conf, "{storage:bookmarks}nick").text = nick
+        await iq.send(timeout=self._timeout)
+
+    async def configure_room(self, room: str, fields: dict[str, Any]) -> list[str]:
+        """Set those of ``fields`` that the room's config form has (we own it);
+        returns the form's field names."""
+        muc: Any = self.plugin["xep_0045"]
+        form: Any = await muc.get_room_config(JID(room), timeout=self._timeout)
+        known = form.get_fields()
+        submit: Any = Form()  # type: ignore[no-untyped-call]
+        submit["type"] = "submit"
+        submit.add_field(var="FORM_TYPE", ftype="hidden",
+                         value="http://jabber.org/protocol/muc#roomconfig")  # fmt: skip
+        for var, value in fields.items():
+            if var in known:
+                submit.add_field(var=var, value=value, ftype=known[var]["type"] or None)
+        await muc.set_room_config(JID(room), submit, timeout=self._timeout)
+        return list(known)
+
     # ------------------------------------------------------------ XEP-0490
 
     async def mds_pointers(self) -> dict[str, str]:
@@ -401,13 +451,16 @@ class Peer(slixmpp.ClientXMPP):
         await self.mds_configure_max_items()
 
     async def mds_configure_max_items(self, value: str = "max") -> None:
+        await self.configure_max_items(MDS_NODE, value)
+
+    async def configure_max_items(self, node: str, value: str = "max") -> None:
         pubsub: Any = self.plugin["xep_0060"]
         form: Any = Form()  # type: ignore[no-untyped-call]
         form["type"] = "submit"
         form.add_field(var="FORM_TYPE", ftype="hidden",
                        value="http://jabber.org/protocol/pubsub#node_config")  # fmt: skip
         form.add_field(var="pubsub#max_items", value=value)
-        await pubsub.set_node_config(self.boundjid.bare, MDS_NODE, form, timeout=self._timeout)
+        await pubsub.set_node_config(self.boundjid.bare, node, form, timeout=self._timeout)
 
 
 def peer_for(server: Any, user: str, password: str, *, direct_tls: bool = False,

@@ -1,4 +1,8 @@
-"""Output: text lines (local time, sender, body), JSON lines (-J), counts (-c)."""
+"""Output: text lines (local time, sender, body), JSON lines (-J), counts (-c).
+
+A room's message shows its sender as the occupant JID (``room@service/nick``) and,
+when it mentions the account, ``(mention)`` after it; its JSON line has the room
+and the nick apart, and ``"mention": true``."""
 
 from __future__ import annotations
 
@@ -14,9 +18,20 @@ class UnreadMessage:
     """One unread message as shown to the user."""
 
     id: str  # the archive's stanza-id (XEP-0359), or the offline node id (XEP-0013)
-    sender: str  # bare JID
+    sender: str  # bare JID (a chat), or the room's bare JID (a room)
     timestamp: datetime  # aware
     body: str
+    nick: str | None = None  # a room's message: the sender's nick (None: a chat)
+    mention: bool = False  # a room's message that mentions the account
+
+    @property
+    def room(self) -> str | None:
+        return self.sender if self.nick is not None else None
+
+    @property
+    def from_(self) -> str:
+        """The sender's JID: a contact's bare JID, or an occupant JID ``room/nick``."""
+        return self.sender if self.nick is None else f"{self.sender}/{self.nick}"
 
 
 def iso_utc(ts: datetime) -> str:
@@ -50,12 +65,14 @@ def _printable(text: str) -> str:
 def text_line(msg: UnreadMessage) -> str:
     """``YYYY-MM-DD HH:MM:SS sender: body``; continuation lines indented by a tab."""
     body = _printable(msg.body).replace("\r\n", "\n").replace("\n", "\n\t")
-    return f"{local_time(msg.timestamp)} {_printable(msg.sender)}: {body}"
+    flag = " (mention)" if msg.mention else ""
+    return f"{local_time(msg.timestamp)} {_printable(msg.from_)}{flag}: {body}"
 
 
 def json_line(msg: UnreadMessage) -> str:
     return json.dumps(
-        {"id": msg.id, "from": msg.sender, "timestamp": iso_utc(msg.timestamp), "body": msg.body},
+        {"id": msg.id, "from": msg.from_, "timestamp": iso_utc(msg.timestamp), "body": msg.body,
+         "room": msg.room, "nick": msg.nick, "mention": msg.mention},
         ensure_ascii=False,
     )
 
@@ -64,9 +81,13 @@ def count_text(total: int) -> str:
     return str(total)
 
 
-def count_json(per_contact: Mapping[str, int]) -> str:
+def count_json(per_contact: Mapping[str, int], per_room: Mapping[str, int],
+               mentions: Mapping[str, int]) -> str:
     return json.dumps(
-        {"total": sum(per_contact.values()), "contacts": dict(sorted(per_contact.items()))},
+        {"total": sum(per_contact.values()) + sum(per_room.values()),
+         "contacts": dict(sorted(per_contact.items())),
+         "rooms": dict(sorted(per_room.items())),
+         "mentions": dict(sorted(mentions.items()))},
         ensure_ascii=False,
     )
 
@@ -87,8 +108,11 @@ class Writer:
         self.line(json_line(msg) if self.as_json else text_line(msg))
         self.written += 1
 
-    def count(self, per_contact: Mapping[str, int]) -> None:
+    def count(self, per_contact: Mapping[str, int], per_room: Mapping[str, int] | None = None,
+              mentions: Mapping[str, int] | None = None) -> None:
+        """The total (text), or per contact and per room with the rooms' mentions (JSON)."""
+        per_room = per_room or {}
         if self.as_json:
-            self.line(count_json(per_contact))
+            self.line(count_json(per_contact, per_room, mentions or {}))
         else:
-            self.line(count_text(sum(per_contact.values())))
+            self.line(count_text(sum(per_contact.values()) + sum(per_room.values())))

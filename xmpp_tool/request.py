@@ -44,12 +44,18 @@ class SendRequest:
         return self.recipients[0]
 
 
+#: what ``unread`` reads: one-to-one chats and the bookmarked rooms, or one kind
+SCOPES = ("all", "chats", "rooms")
+
+
 @dataclass(frozen=True)
 class UnreadRequest:
     opts: CliOptions
     count: bool
     mark: bool
     limit: int | None
+    scope: str = "all"  # one of SCOPES
+    rooms: tuple[str, ...] = ()  # only these rooms (scope "rooms"), bookmarked or not
 
 
 Request = SendRequest | UnreadRequest

@@ -1,8 +1,9 @@
 """Where ``unread`` keeps its per-account archive index, and how it is written.
 
 ``$XDG_STATE_HOME/xmpp-tool/unread/<account>.json`` (``~/.local/state`` when the
-variable is unset or not absolute): no message bodies, only archive ids, contact
-JIDs and counts; the directory 0700, the file 0600, replaced atomically so that
+variable is unset or not absolute): the index of the account's archive and one per
+room (``rooms``); no message bodies, only archive ids, contact and room JIDs and
+counts; the directory 0700, the file 0600, replaced atomically so that
 two runs for the same account never leave a torn file (the last one wins, and
 either is a valid index).  A missing, unreadable or foreign file is an empty index
 (one full scan); a failure to write only costs the next run a full scan.
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,22 +35,35 @@ def index_path(account: str) -> Path:
 
 
 def load(account: str) -> Index:
+    """The index of the account's own archive."""
+    return load_all(account)[0]
+
+
+def load_all(account: str) -> tuple[Index, dict[str, Index]]:
+    """The index of the account's archive and those of its rooms (room JID -> index)."""
     path = index_path(account)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return Index()
+        return Index(), {}
     except (OSError, ValueError) as exc:
         log.info("archive index %s unreadable (%s): reading the whole archive", path, exc)
-        return Index()
+        return Index(), {}
     if not isinstance(data, dict) or data.get("account") != account.lower():
-        return Index()
-    return Index.from_json(data)
+        return Index(), {}
+    rooms = data.get("rooms")
+    return Index.from_json(data), {
+        str(room): Index.from_json(value)
+        for room, value in (rooms.items() if isinstance(rooms, dict) else ())
+    }
 
 
-def save(account: str, index: Index) -> None:
+def save(account: str, index: Index, rooms: Mapping[str, Index] | None = None) -> None:
+    """Replace the account's file with ``index`` and the rooms' indexes (none: no rooms)."""
     path = index_path(account)
-    data = {"account": account.lower(), **index.to_json()}
+    rooms = rooms or {}
+    data = {"account": account.lower(), **index.to_json(),
+            "rooms": {room: rooms[room].to_json() for room in sorted(rooms)}}
     tmp = None
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

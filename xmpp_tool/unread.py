@@ -3,7 +3,9 @@
 What is unread, and how the archive is read so that a run costs what is unread
 rather than what was ever archived: :mod:`xmpp_tool.unread_walk` (MAM, XEP-0313,
 with XEP-0490 displayed pointers and a per-account index, :mod:`xmpp_tool.statefile`).
-This module is the network side: the MAM queries, the pointers, marking read.
+This module is the network side: the MAM queries, the pointers, marking read;
+and the run itself: one-to-one chats, then the bookmarked rooms
+(:mod:`xmpp_tool.unread_rooms`), each from its own archive.
 
 Without MAM, XEP-0013 "view" (ejabberd) lists the offline messages without
 removing them.  ``-m`` publishes the pointers of what was shown.
@@ -13,14 +15,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from . import errors, slix, statefile
 from .config import Settings
 from .render import UnreadMessage, Writer
+from .request import UnreadRequest
 from .session import Session, login_password, run_session
-from .unread_walk import PAGE, Archived, Page, UnknownId, classify_raw, find_unread, marks
+from .unread_rooms import Room, read_bookmarks, room_unread
+from .unread_walk import (
+    CLIENT_BODY,
+    CLIENT_MESSAGE,
+    DELAY,
+    FORWARD,
+    PAGE,
+    Archived,
+    Index,
+    Page,
+    classify_raw,
+    find_unread,
+    known_id,
+)
 
 log = logging.getLogger("xmpp_tool")
 
@@ -76,12 +93,6 @@ def classify(inner: Any, me: str) -> tuple[str, str]:
                         bool(inner["body"]), me)
 
 
-FORWARD = "{urn:xmpp:forward:0}forwarded"
-DELAY = "{urn:xmpp:delay}delay"
-CLIENT_MESSAGE = "{jabber:client}message"
-CLIENT_BODY = "{jabber:client}body"
-
-
 def extract(result: Any, me: str) -> Archived:
     """One MAM result (``<message><result id=…><forwarded>…``) -> :class:`Archived`.
 
@@ -107,9 +118,12 @@ def extract(result: Any, me: str) -> Archived:
 
 
 async def read_pointers(session: Session) -> dict[str, str]:
-    """XEP-0490 pointers: contact bare JID -> stanza-id (by our account)."""
+    """XEP-0490 pointers: contact or room bare JID -> stanza-id.  A chat's pointer
+    names an id our account's archive assigned (``by`` = the account), a room's one
+    the room assigned (``by`` = the room); without ``by`` (slixmpp's own client
+    writes none) it is taken as the one that fits."""
     client = session.client
-    me = client.boundjid.bare
+    me = client.boundjid.bare.lower()
     try:
         iq = await session.guard(
             _raw(client.plugin["xep_0490"].catch_up(timeout=session.settings.timeout)),
@@ -123,21 +137,16 @@ async def read_pointers(session: Session) -> dict[str, str]:
     pointers: dict[str, str] = {}
     for item in iq["pubsub"]["items"]:
         sid = item["displayed"]["stanza_id"]
-        by = str(sid["by"] or "")
-        if sid["id"] and (not by or by == me):
-            pointers[str(item["id"]).lower()] = sid["id"]
+        by = str(sid["by"] or "").lower()
+        chat = str(item["id"]).lower()
+        if sid["id"] and by in ("", me, chat):
+            pointers[chat] = sid["id"]
     log.info("%d displayed pointer(s)", len(pointers))
     return pointers
 
 
 async def _raw(aw: Any) -> Any:
     return await aw
-
-
-# An RSM id the archive does not hold: prosody answers item-not-found; ejabberd
-# compares its numeric ids and answers even for an id it does not hold (the walk
-# checks pointers itself); bad-request is what a stricter server may say.
-UNKNOWN_ID_CONDITIONS = ("item-not-found", "bad-request")
 
 
 class MamArchive:
@@ -160,22 +169,13 @@ class MamArchive:
         mam: Any = self.session.client.plugin["xep_0313"]
         self.queries += 1
         iq = await self.session.guard(
-            _known_id(mam.retrieve(with_jid=slix.JID(with_) if with_ else None, rsm=rsm,
+            known_id(mam.retrieve(with_jid=slix.JID(with_) if with_ else None, rsm=rsm,
                                    timeout=self.session.settings.timeout)),
             "reading the message archive (MAM)",
         )
         items = [extract(result, self.me) for result in iq["mam"]["results"]]
         self.messages += len(items)
         return Page(items, str(iq["mam_fin"]["complete"]).lower() in ("true", "1"))
-
-
-async def _known_id(aw: Any) -> Any:
-    try:
-        return await aw
-    except slix.IqError as exc:
-        if exc.iq["error"]["condition"] in UNKNOWN_ID_CONDITIONS:
-            raise UnknownId(exc.iq["error"]["condition"]) from None
-        raise
 
 
 # --------------------------------------------------------------------------- marking
@@ -190,8 +190,9 @@ def _form(form_type: str, values: dict[str, str]) -> Any:
     return form
 
 
-async def mark_read(session: Session, shown: dict[str, str]) -> None:
-    """Publish one XEP-0490 pointer per contact (the last shown message).
+async def mark_read(session: Session, shown: dict[str, tuple[str, str]]) -> None:
+    """Publish one XEP-0490 pointer per contact or room (the last shown message):
+    ``shown`` is chat -> (stanza-id, the JID that assigned it).
 
     slixmpp's ``xep_0490.flag_chat`` sends publish-options with
     ``pubsub#max_items``/``pubsub#send_last_published_item``, which ejabberd
@@ -211,11 +212,10 @@ async def mark_read(session: Session, shown: dict[str, str]) -> None:
         {"pubsub#persist_items": "true", "pubsub#access_model": "whitelist"},
     )
 
-    def publish(contact: str, aid: str) -> Any:
+    def publish(chat: str, sid: tuple[str, str]) -> Any:
         payload = slix.Displayed()
-        payload["stanza_id"]["id"] = aid
-        payload["stanza_id"]["by"] = me
-        return pubsub.publish(me, MDS_NS, id=contact, payload=payload, options=options,
+        payload["stanza_id"]["id"], payload["stanza_id"]["by"] = sid
+        return pubsub.publish(me, MDS_NS, id=chat, payload=payload, options=options,
                               timeout=timeout)
 
     items = list(shown.items())
@@ -240,28 +240,120 @@ async def mark_read(session: Session, shown: dict[str, str]) -> None:
 # --------------------------------------------------------------------------- actions
 
 
-async def _unread_mam(
-    session: Session, out: Writer, count_only: bool, mark: bool, limit: int | None
-) -> None:
-    pointers = await read_pointers(session)
+@dataclass
+class Listing:
+    """What one run found: messages in output order, counts, rooms it could not read."""
+
+    messages: list[UnreadMessage] = field(default_factory=list)
+    marks: dict[str, tuple[str, str]] = field(default_factory=dict)  # chat -> pointer
+    contacts: dict[str, int] = field(default_factory=dict)
+    rooms: dict[str, int] = field(default_factory=dict)
+    mentions: dict[str, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # one line per unreadable room
+
+
+def _shown(archived: Archived, nick: str | None = None) -> UnreadMessage:
+    return UnreadMessage(id=archived.aid, sender=archived.contact,
+                         timestamp=archived.timestamp, body=archived.body,
+                         nick=nick, mention=archived.mention)
+
+
+async def _chats_mam(session: Session, pointers: dict[str, str], index: Index,
+                     count_only: bool, found: Listing) -> Index:
+    """The account's own archive: unread one-to-one messages."""
+    archive = MamArchive(session)
+    index, unread = await find_unread(archive, index, pointers, count_only=count_only)
+    log.info("archive: %d message(s) read in %d quer%s", archive.messages, archive.queries,
+             "y" if archive.queries == 1 else "ies")
+    found.contacts = unread.counts
+    found.messages.extend(_shown(m) for m in unread.messages)
+    return index
+
+
+async def _rooms(session: Session, request: UnreadRequest, pointers: dict[str, str],
+                 indexes: dict[str, Index], found: Listing) -> dict[str, Index]:
+    """Each room's archive, one after the other; a room that cannot be read is a
+    line in ``found.failed`` and the others are still read."""
+    bookmarks = await read_bookmarks(session)
+    names = sorted(request.rooms) if request.rooms else sorted(bookmarks)
+    default_nick = session.client.boundjid.user
+    kept = dict(indexes) if request.rooms else {}
+    for jid in names:
+        room = Room(jid, bookmarks.get(jid) or default_nick)
+        try:
+            kept[jid], unread = await room_unread(session, room, indexes.get(jid, Index()),
+                                                  pointers.get(jid))
+        except errors.ToolError as exc:
+            if exc.code != errors.Exit.PROTOCOL:
+                raise  # the session, not the room
+            found.failed.append(exc.message)
+            kept.pop(jid, None)
+            continue
+        if unread.messages:
+            found.rooms[jid] = len(unread.messages)
+            mentioned = sum(m.mention for m in unread.messages)
+            if mentioned:
+                found.mentions[jid] = mentioned
+        found.messages.extend(_shown(m, m.nick) for m in unread.messages)
+    return kept
+
+
+async def _list_unread(session: Session, out: Writer, request: UnreadRequest) -> None:
+    """Chats from the account's archive (else from offline storage), then rooms from
+    their archives; print, mark what was shown, report the rooms that failed."""
     account = session.client.boundjid.bare
-    index, found = await find_unread(MamArchive(session), statefile.load(account), pointers,
-                                     count_only=count_only)
-    statefile.save(account, index)
+    count_only, limit = request.count, request.limit
+    found = Listing()
+    index, room_indexes = statefile.load_all(account)
+    pointers: dict[str, str] | None = None
+    if request.scope != "rooms":
+        features = await session.disco_features(slix.JID(account),
+                                                f"service discovery on {account}")
+        if MAM_NS in features:
+            log.info("using the message archive (XEP-0313) and displayed pointers (XEP-0490)")
+            pointers = await read_pointers(session)
+            index = await _chats_mam(session, pointers, index, count_only, found)
+        else:
+            await _chats_offline(session, request, found)
+    if request.scope != "chats":
+        if pointers is None:
+            pointers = await read_pointers(session)
+        room_indexes = await _rooms(session, request, pointers, room_indexes, found)
+    statefile.save(account, index, room_indexes)
     if count_only:
-        out.count(found.counts)
+        out.count(found.contacts, found.rooms, found.mentions)
+    else:
+        shown = found.messages[:limit]
+        for msg in shown:
+            out.message(msg)
+        if request.mark:
+            await mark_read(session, {
+                (m.room or m.sender): (m.id, m.room or account) for m in shown})
+    for line in found.failed[:-1]:
+        log.error("%s", line)
+    if found.failed:
+        raise errors.protocol(found.failed[-1])
+
+
+async def _chats_offline(session: Session, request: UnreadRequest, found: Listing) -> None:
+    domain = slix.JID(session.client.boundjid.domain)
+    if OFFLINE_NS in await session.disco_features(domain, f"service discovery on {domain}"):
+        if request.mark:
+            raise errors.protocol(
+                "server has no message archive (XEP-0313): cannot mark as read (-m); "
+                "run without -m to view offline messages (XEP-0013)"
+            )
+        log.info("no message archive: viewing offline messages (XEP-0013)")
+        await _unread_offline(session, found, request.count, request.limit)
         return
-    shown = found.messages[:limit]
-    for msg in shown:
-        out.message(UnreadMessage(id=msg.aid, sender=msg.contact, timestamp=msg.timestamp,
-                                  body=msg.body))
-    if mark:
-        await mark_read(session, marks(shown))
+    raise errors.protocol(
+        "server supports neither message archive (XEP-0313 MAM) nor flexible "
+        "offline message retrieval (XEP-0013)"
+    )
 
 
-async def _unread_offline(
-    session: Session, out: Writer, count_only: bool, limit: int | None
-) -> None:
+async def _unread_offline(session: Session, found: Listing, count_only: bool,
+                          limit: int | None) -> None:
     """XEP-0013: view the offline messages (ejabberd) without removing them."""
     client = session.client
     me = client.boundjid.bare
@@ -281,7 +373,7 @@ async def _unread_offline(
     # microseconds, so numeric ids are sorted (and each chunk by delay stamp).
     if all(n.isdigit() for n in nodes):
         nodes.sort(key=int)
-    counts: dict[str, int] = {}
+    counts = found.contacts
     for i in range(0, len(nodes), OFFLINE_CHUNK):
         chunk = nodes[i : i + OFFLINE_CHUNK]
         # slixmpp bug: xep_0013.view() calls its callback unconditionally and
@@ -296,18 +388,17 @@ async def _unread_offline(
             if kind != "in":
                 continue
             contact = contact.lower()
+            counts[contact] = counts.get(contact, 0) + 1
             if count_only:
-                counts[contact] = counts.get(contact, 0) + 1
                 continue
             stamp = msg["delay"]["stamp"]
             if not isinstance(stamp, datetime):
                 stamp = datetime.now(UTC)  # no XEP-0203 delay: it arrived just now
-            out.message(UnreadMessage(id=_offline_node(msg) or msg["id"] or "",
-                                      sender=contact, timestamp=stamp, body=msg["body"]))
-            if limit is not None and out.written >= limit:
+            found.messages.append(UnreadMessage(id=_offline_node(msg) or msg["id"] or "",
+                                                sender=contact, timestamp=stamp,
+                                                body=msg["body"]))
+            if limit is not None and len(found.messages) >= limit:
                 return
-    if count_only:
-        out.count(counts)
 
 
 def _delay_key(msg: Any) -> datetime:
@@ -322,51 +413,23 @@ def _offline_node(msg: Any) -> str:
     return ""
 
 
-async def _list_unread(
-    session: Session, out: Writer, count_only: bool, mark: bool, limit: int | None
-) -> None:
-    """From the archive if the account has one, else from offline storage."""
-    account = slix.JID(session.client.boundjid.bare)
-    if MAM_NS in await session.disco_features(account, f"service discovery on {account}"):
-        log.info("using the message archive (XEP-0313) and displayed pointers (XEP-0490)")
-        await _unread_mam(session, out, count_only, mark, limit)
-        return
-    domain = slix.JID(session.client.boundjid.domain)
-    if OFFLINE_NS in await session.disco_features(domain, f"service discovery on {domain}"):
-        if mark:
-            raise errors.protocol(
-                "server has no message archive (XEP-0313): cannot mark as read (-m); "
-                "run without -m to view offline messages (XEP-0013)"
-            )
-        log.info("no message archive: viewing offline messages (XEP-0013)")
-        await _unread_offline(session, out, count_only, limit)
-        return
-    raise errors.protocol(
-        "server supports neither message archive (XEP-0313 MAM) nor flexible "
-        "offline message retrieval (XEP-0013)"
-    )
-
-
-def command(settings: Settings, stdout: BinaryIO, *, as_json: bool, count_only: bool,
-            mark: bool, limit: int | None) -> None:
+def command(settings: Settings, request: UnreadRequest, stdout: BinaryIO) -> None:
     """``xmpp-tool unread``: validate, get the password, read and print."""
-    unread(settings, login_password(settings), stdout, as_json=as_json,
-           count_only=count_only, mark=mark, limit=limit)
+    request = replace(request, rooms=tuple(_room_jid(room) for room in request.rooms))
+    unread(settings, login_password(settings), request, stdout)
 
 
-def unread(
-    settings: Settings,
-    secret: str,
-    stdout: BinaryIO,
-    *,
-    as_json: bool,
-    count_only: bool,
-    mark: bool,
-    limit: int | None,
-) -> None:
-    out = Writer(stdout, as_json=as_json)
+def _room_jid(text: str) -> str:
+    jid = slix.jid_or_error(text, "room (-r)")
+    if not jid.user:
+        raise errors.dataerr(f"invalid room (-r) {text!r}: a room's JID has a local part")
+    return str(jid.bare).lower()
+
+
+def unread(settings: Settings, secret: str, request: UnreadRequest, stdout: BinaryIO) -> None:
+    out = Writer(stdout, as_json=request.opts.json)
 
     async def list_unread(session: Session) -> None:
-        await _list_unread(session, out, count_only, mark, limit)
+        await _list_unread(session, out, request)
 
     run_session(settings, secret, PLUGINS, list_unread, unused_handlers=UNUSED_HANDLERS)

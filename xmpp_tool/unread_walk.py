@@ -56,6 +56,8 @@ class Archived:
     contact: str  # bare JID, lowercase
     stamp: str | datetime  # XEP-0082 text until needed (parsing 10,000 costs ~1 s)
     body: str
+    nick: str = ""  # in a room: the sender's nickname (the contact is the room)
+    mention: bool = False  # in a room: the body mentions the account
 
     @property
     def timestamp(self) -> datetime:
@@ -91,6 +93,12 @@ def classify_raw(mtype: str | None, sender: str, to: str, has_body: bool,
 
 # --------------------------------------------------------------------------- archive
 
+# the parts of a MAM result read directly (see xmpp_tool.unread.extract)
+FORWARD = "{urn:xmpp:forward:0}forwarded"
+DELAY = "{urn:xmpp:delay}delay"
+CLIENT_MESSAGE = "{jabber:client}message"
+CLIENT_BODY = "{jabber:client}body"
+
 
 @dataclass
 class Page:
@@ -103,13 +111,30 @@ class UnknownId(Exception):
 
 
 class Archive(Protocol):
-    """A MAM archive: one RSM page of the account's messages, oldest first."""
+    """A MAM archive: one RSM page of the account's messages, oldest first
+    (``before=""``: the archive's last page)."""
 
     queries: int  # pages asked for
     messages: int  # messages received
 
     async def page(self, *, with_: str | None = None, after: str | None = None,
                    before: str | None = None, max_: int = PAGE) -> Page: ...
+
+
+# An RSM id the archive does not hold: prosody answers item-not-found; ejabberd
+# compares its numeric ids and answers even for an id it does not hold (the walk
+# checks pointers itself); bad-request is what a stricter server may say.
+UNKNOWN_ID_CONDITIONS = ("item-not-found", "bad-request")
+
+
+async def known_id(aw: Any) -> Any:
+    """Await a MAM query; the server's "no such id" answer is :class:`UnknownId`."""
+    try:
+        return await aw
+    except slix.IqError as exc:
+        if exc.iq["error"]["condition"] in UNKNOWN_ID_CONDITIONS:
+            raise UnknownId(exc.iq["error"]["condition"]) from None
+        raise
 
 
 async def walk(archive: Archive, *, with_: str | None = None,
@@ -297,19 +322,25 @@ async def _scan_from(archive: Archive, index: Index, fresh: Fresh, after: str | 
 
 
 async def find_unread(archive: Archive, index: Index, pointers: dict[str, str], *,
-                      count_only: bool, keep: int = FRESH_LIMIT) -> tuple[Index, Found]:
-    """The unread messages (or only their counts) and the index to keep."""
+                      count_only: bool, keep: int = FRESH_LIMIT,
+                      newest: int | None = None) -> tuple[Index, Found]:
+    """The unread messages (or only their counts) and the index to keep.
+
+    ``newest``: where a contact has neither a valid pointer nor a message of ours,
+    only its newest ``newest`` incoming messages are unread (a room: see
+    :data:`xmpp_tool.unread_rooms.NEWEST`); None: all of them (a chat)."""
     try:
-        return await _find_unread(archive, index, pointers, count_only, keep)
+        return await _find_unread(archive, index, pointers, count_only, keep, newest)
     except UnknownId:
         if index.last is None:
             raise
         log.info("a message the index names left the archive: reading it from the start")
-        return await _find_unread(archive, Index(), pointers, count_only, keep)
+        return await _find_unread(archive, Index(), pointers, count_only, keep, newest)
 
 
 async def _find_unread(archive: Archive, index: Index, pointers: dict[str, str],
-                       count_only: bool, keep: int) -> tuple[Index, Found]:
+                       count_only: bool, keep: int,
+                       newest: int | None) -> tuple[Index, Found]:
     index, fresh, whole = await scan(archive, index, pointers, keep)
     older: list[tuple[datetime, int, Archived]] = []  # unread, arrived before this run
     newer: list[tuple[int, Archived]] = []  # unread, arrived in this run
@@ -358,6 +389,12 @@ async def _find_unread(archive: Archive, index: Index, pointers: dict[str, str],
         if old is None:
             if entry.since_out == 0:
                 continue
+            if newest is not None and entry.last_out is None:
+                counts[contact] = min(entry.since_out, newest)
+                if not count_only:
+                    got = await _newest_incoming(archive, contact, counts[contact])
+                    older.extend((m.timestamp, len(older), m) for m in got)
+                continue
             if count_only:
                 counts[contact] = entry.since_out
                 continue
@@ -382,9 +419,20 @@ async def _find_unread(archive: Archive, index: Index, pointers: dict[str, str],
         older.sort(key=lambda t: (t[0], t[1]))
         newer.sort(key=lambda t: t[0])
         messages = [m for _, _, m in older] + [m for _, m in newer]
-    log.info("archive: %d message(s) read in %d quer%s", archive.messages, archive.queries,
-             "y" if archive.queries == 1 else "ies")
     return index, Found(counts, messages)
+
+
+async def _newest_incoming(archive: Archive, contact: str, count: int) -> list[Archived]:
+    """The contact's newest ``count`` incoming messages, read backwards from the end."""
+    got: list[Archived] = []
+    before = ""
+    while len(got) < count:
+        page = await archive.page(with_=contact, before=before, max_=count)
+        got[:0] = [m for m in page.items if m.kind == "in"]
+        if page.complete or not page.items:
+            break
+        before = page.items[0].aid
+    return got[-count:]
 
 
 async def _until(archive: Archive, contact: str, after: str | None,

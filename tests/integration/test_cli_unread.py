@@ -21,6 +21,7 @@ import pytest
 from lab.slixpeer import Peer
 
 XMPP_TOOL = Path(sys.executable).parent / "xmpp-tool"
+NO_ROOMS: dict[str, dict[str, int]] = {"rooms": {}, "mentions": {}}  # -J -c of an account without bookmarks
 T = TypeVar("T")
 
 
@@ -108,7 +109,7 @@ def test_mark_read_then_nothing_and_slixmpp_reads_the_pointers(
     ]
     assert unread(server, bob, bpw) == []
     count = xt(server, bob, bpw, "-J", "unread", "-c")
-    assert json.loads(count.stdout) == {"total": 0, "contacts": {}}
+    assert json.loads(count.stdout) == {"total": 0, "contacts": {}, **NO_ROOMS}
 
     # slixmpp's own XEP-0490 client sees one pointer per contact (on ejabberd
     # too: the second publish did not replace the first)
@@ -139,7 +140,7 @@ def test_counts(trio: tuple[Any, dict[str, tuple[str, str]]]) -> None:
     plain = xt(server, bob, bpw, "unread", "-c")
     assert (plain.returncode, plain.stdout) == (0, "3\n")
     per = xt(server, bob, bpw, "-J", "unread", "-c")
-    assert json.loads(per.stdout) == {"total": 3, "contacts": {alice: 2, carol: 1}}
+    assert json.loads(per.stdout) == {"total": 3, "contacts": {alice: 2, carol: 1}, **NO_ROOMS}
 
 
 def test_own_reply_marks_a_conversation_without_pointer_read(
@@ -205,12 +206,10 @@ def test_ten_thousand_archived_messages_in_order(xmpp_server: Any) -> None:
 def test_xep0013_view_fallback_on_ejabberd(ejabberd_server: Any) -> None:
     """The code path for servers without MAM, run against ejabberd's real XEP-0013
     (the CLI itself prefers MAM, which this server also has)."""
-    import io
 
     from xmpp_tool import session as xt_session
     from xmpp_tool import unread as xt_unread
     from xmpp_tool.config import Settings
-    from xmpp_tool.render import Writer
 
     server = ejabberd_server
     alice, apw = new_user(server, "alice")
@@ -221,18 +220,19 @@ def test_xep0013_view_fallback_on_ejabberd(ejabberd_server: Any) -> None:
     assert server.offline_count(user) == 3
     settings = Settings(jid=bob, host=server.host, port=server.port, cafile=server.cafile)
 
-    def view(count_only: bool) -> list[Any]:
-        buf = io.BytesIO()
+    def view(count_only: bool) -> Any:
+        found = xt_unread.Listing()
 
         async def offline(sess: Any) -> None:
-            await xt_unread._unread_offline(sess, Writer(buf, as_json=True), count_only, None)
+            await xt_unread._unread_offline(sess, found, count_only, None)
 
         xt_session.run_session(settings, bpw, xt_unread.PLUGINS, offline)
-        return [json.loads(line) for line in buf.getvalue().decode().splitlines()]
+        return found
 
-    msgs = view(False)
-    assert [(m["from"], m["body"]) for m in msgs] == [
+    msgs = view(False).messages
+    assert [(m.sender, m.body) for m in msgs] == [
         (alice, "offline one"), (alice, "offline two"), (alice, "offline three")]
-    assert all(m["id"] and m["timestamp"].endswith("Z") for m in msgs)
-    assert view(True) == [{"total": 3, "contacts": {alice: 3}}]
+    assert all(m.id and m.timestamp.tzinfo for m in msgs)
+    counted = view(True)
+    assert (counted.contacts, counted.messages) == ({alice: 3}, [])
     assert server.offline_count(user) == 3  # viewed, not removed

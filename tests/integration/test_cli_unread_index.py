@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import pytest
-from test_cli_unread import new_user, send, unread, with_peer, xt
+from test_cli_unread import NO_ROOMS, new_user, send, unread, with_peer, xt
 
 from xmpp_tool import session as xt_session
 from xmpp_tool import unread as xt_unread
@@ -49,7 +49,7 @@ def test_read_history_costs_nothing(xmpp_server: Any) -> None:
     assert asked <= 2 and read <= 4  # the index's last message and the three new ones
 
     count = xt(server, reader, rpw, "-v", "-J", "unread", "-c")
-    assert json.loads(count.stdout) == {"total": 3, "contacts": {ann: 2, ben: 1}}
+    assert json.loads(count.stdout) == {"total": 3, "contacts": {ann: 2, ben: 1}, **NO_ROOMS}
     assert queries(count.stderr)[1] <= 2
 
     assert len(unread(server, reader, rpw, "-m")) == 3

@@ -54,7 +54,25 @@ def test_json_line_fields_and_utc() -> None:
         "from": "alice@example.org",
         "timestamp": "2026-01-02T03:04:05Z",
         "body": "héllo\nsecond line",
+        "room": None,
+        "nick": None,
+        "mention": False,
     }
+
+
+ROOM_MSG = UnreadMessage("r-1", "ops@conference.example.org", MSG.timestamp, "alice: disk full",
+                         nick="bob", mention=True)
+
+
+def test_a_rooms_message_names_the_occupant_and_the_mention(berlin: None) -> None:
+    assert text_line(ROOM_MSG) == (
+        "2026-01-02 04:04:05 ops@conference.example.org/bob (mention): alice: disk full")
+    assert json.loads(json_line(ROOM_MSG)) == {
+        "id": "r-1", "from": "ops@conference.example.org/bob",
+        "timestamp": "2026-01-02T03:04:05Z", "body": "alice: disk full",
+        "room": "ops@conference.example.org", "nick": "bob", "mention": True}
+    plain = UnreadMessage("r-2", "ops@conference.example.org", MSG.timestamp, "hi", nick="bob")
+    assert text_line(plain) == "2026-01-02 04:04:05 ops@conference.example.org/bob: hi"
 
 
 def test_iso_utc_converts_offsets_and_keeps_fractions() -> None:
@@ -73,15 +91,19 @@ def test_writer_lines_are_utf8_and_counted() -> None:
     assert json.loads(lines[0])["body"] == "héllo\nsecond line"
 
 
-def test_counts_text_is_total_json_is_per_contact() -> None:
+def test_counts_text_is_total_json_is_per_contact_and_room() -> None:
     per = {"b@example.org": 2, "a@example.org": 3}
+    rooms = {"ops@conference.example.org": 4}
     buf = io.BytesIO()
-    Writer(buf, as_json=False).count(per)
-    assert buf.getvalue() == b"5\n"
+    Writer(buf, as_json=False).count(per, rooms, {"ops@conference.example.org": 1})
+    assert buf.getvalue() == b"9\n"
     buf = io.BytesIO()
-    Writer(buf, as_json=True).count(per)
+    Writer(buf, as_json=True).count(per, rooms, {"ops@conference.example.org": 1})
     assert json.loads(buf.getvalue()) == {
-        "total": 5, "contacts": {"a@example.org": 3, "b@example.org": 2}}
+        "total": 9, "contacts": {"a@example.org": 3, "b@example.org": 2},
+        "rooms": {"ops@conference.example.org": 4},
+        "mentions": {"ops@conference.example.org": 1}}
     buf = io.BytesIO()
     Writer(buf, as_json=True).count({})
-    assert json.loads(buf.getvalue()) == {"total": 0, "contacts": {}}
+    assert json.loads(buf.getvalue()) == {"total": 0, "contacts": {}, "rooms": {},
+                                          "mentions": {}}

@@ -111,6 +111,7 @@ def test_server_without_mam_or_offline_retrieval_is_76() -> None:
     from xmpp_tool import unread
     from xmpp_tool.errors import Exit, ToolError
     from xmpp_tool.render import Writer
+    from xmpp_tool.request import CliOptions, UnreadRequest
 
     async def no_features(*_a: Any) -> set[str]:
         return set()
@@ -119,7 +120,7 @@ def test_server_without_mam_or_offline_retrieval_is_76() -> None:
         disco_features=no_features,
         client=SimpleNamespace(boundjid=SimpleNamespace(bare="a@x", domain="x")))
     with pytest.raises(ToolError) as info:
-        asyncio.run(unread._list_unread(fake, Writer(io.BytesIO(), as_json=False), False, False,
-                                        None))
+        asyncio.run(unread._list_unread(fake, Writer(io.BytesIO(), as_json=False),
+                                        UnreadRequest(CliOptions(), False, False, None)))
     assert info.value.code == Exit.PROTOCOL
     assert "XEP-0313" in info.value.message and "XEP-0013" in info.value.message

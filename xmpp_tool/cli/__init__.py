@@ -1,7 +1,7 @@
 """The command line: parse, then run the request, exit with a documented code.
 
     xmpp-tool [-s host[:port]] [-u jid] [-f config] [-a account] [-C cafile] [-t] [-J]
-              [-v|-q] unread [-c] [-m] [-n max]
+              [-v|-q] unread [-c] [-m] [-n max] [-g|-G] [-r room]...
     xmpp-tool [global options] send [-T type] [-S subject] recipient [message|-]
     xmpp-tool [global options] send [-T type] [-S subject] [-g [-N nick]]
               (-m message|- | -F file) recipient...
@@ -65,8 +65,7 @@ def _execute(request: Request, stdin: BinaryIO, stdout: BinaryIO) -> int:
     else:
         from .. import unread
 
-        unread.command(settings, stdout, as_json=request.opts.json, count_only=request.count,
-                       mark=request.mark, limit=request.limit)
+        unread.command(settings, request, stdout)
     return int(Exit.OK)
 
 

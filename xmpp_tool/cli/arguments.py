@@ -79,7 +79,8 @@ def send_request(
 
 
 def unread_request(
-    opts: CliOptions, *, count: bool, mark: bool, limit_text: str | None
+    opts: CliOptions, *, count: bool, mark: bool, limit_text: str | None,
+    rooms_only: bool = False, chats_only: bool = False, rooms: list[str] | None = None,
 ) -> UnreadRequest:
     """The ``unread`` request from its options (usage errors: 64)."""
     limit: int | None = None
@@ -90,4 +91,7 @@ def unread_request(
         limit = int(text)
     if count and (mark or limit is not None):
         raise errors.usage("-c cannot be combined with -m or -n")
-    return UnreadRequest(opts, count, mark, limit)
+    if chats_only and (rooms_only or rooms):
+        raise errors.usage("-G (chats only) cannot be combined with -g or -r")
+    scope = "rooms" if rooms_only or rooms else "chats" if chats_only else "all"
+    return UnreadRequest(opts, count, mark, limit, scope, tuple(rooms or ()))

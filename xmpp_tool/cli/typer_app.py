@@ -11,6 +11,7 @@ the command's options (``allow_interspersed_args=False``); ``--`` ends options;
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -166,7 +167,9 @@ def send_command(
 def unread_command(
     ctx: typer.Context,
     count: Annotated[
-        bool, typer.Option("-c", "--count", help="Print only the count (per contact with -J).")
+        bool, typer.Option("-c", "--count",
+                           help="Print only the count (with -J: per contact, per room, "
+                                "and the rooms' mentions).")
     ] = False,
     mark: Annotated[
         bool, typer.Option("-m", "--mark-read",
@@ -176,16 +179,34 @@ def unread_command(
         str | None,
         typer.Option("-n", "--max", metavar="MAX", help="Show at most MAX messages."),
     ] = None,
+    rooms_only: Annotated[
+        bool, typer.Option("-g", "--groupchats", help="Only the bookmarked rooms (group chats).")
+    ] = False,
+    chats_only: Annotated[
+        bool, typer.Option("-G", "--no-groupchats", help="Only one-to-one chats, no rooms.")
+    ] = False,
+    rooms: Annotated[
+        list[str] | None,
+        typer.Option("-r", "--room", metavar="ROOM",
+                     help="Only this room, bookmarked or not (repeat for several)."),
+    ] = None,
 ) -> None:
-    """List unread messages, oldest first, without consuming anything (MAM + XEP-0490
-    displayed pointers; XEP-0013 view where the server has no MAM)."""
+    """List unread messages without consuming anything: one-to-one chats (oldest
+    first), then each room of the account's bookmarks (XEP-0402, else XEP-0048),
+    read from the room's own archive; a room's message that mentions you is flagged.
+    Unread = after the XEP-0490 displayed pointer, else after your own last message,
+    else (a room) its newest 50.  XEP-0013 view where the server has no MAM.  A room
+    that cannot be read is one line on standard error, the rest is still listed,
+    and the exit status is 76."""
     ctx.obj["request"] = unread_request(ctx.obj["opts"], count=count, mark=mark,
-                                        limit_text=limit_text)
+                                        limit_text=limit_text, rooms_only=rooms_only,
+                                        chats_only=chats_only, rooms=rooms)
 
 
 #: parameter types Typer's pass-through coercion handles exactly (send's operands
-#: arrive as Click's tuple of str, which :func:`send_request` turns into a list)
-_PASS_THROUGH: dict[Any, type] = {str: str, bool: bool, list[str]: tuple}
+#: arrive as Click's tuple of str, a repeated option such as unread's -r as a list;
+#: the request builders take either)
+_PASS_THROUGH: dict[Any, type] = {str: str, bool: bool, list[str]: Sequence}
 
 
 def _skip_pydantic() -> None:
