@@ -148,7 +148,7 @@ def extract_room(result: Any, room: Room, me: str) -> Archived:
         return Archived(aid, "out", room.jid, "", "", nick)
     delay = fwd.find(DELAY) if fwd is not None else None
     stamp = delay.get("stamp", "") if delay is not None else ""
-    named = {f"xmpp:{me}", f"xmpp:{room.jid}/{room.nick}"}
+    named = {f"xmpp:{me}", f"xmpp:{room.jid}/{room.nick}".lower()}
     mention = mentions(body, room.nick, me) or any(
         ref.get("type") == "mention" and ref.get("uri", "").lower() in named
         for ref in inner.findall(REFERENCE))

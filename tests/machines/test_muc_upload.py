@@ -11,6 +11,7 @@ since a file lives on the node that issued its slot).
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import ssl
 import urllib.error
@@ -65,7 +66,8 @@ def https(method: str, url: str, cafile: Path, data: bytes | None = None,
 def test_the_labs_rooms_are_there_bookmarked_and_archived(lab: LabRun, service: str) -> None:
     """The manifest's rooms, made by Salt: each member has its bookmark (XEP-0402), a
     member who never joined reads a message another member sent (``xmpp-tool send -g``)
-    in the room's archive (XEP-0313 on the room's JID)."""
+    in the room's archive (XEP-0313 on the room's JID), and ``xmpp-tool unread -g``
+    lists it for that member, from the bookmark alone."""
     rooms = harness.LAB["rooms"]
     assert rooms, "the lab manifest declares no rooms"
     body = f"to the room {secrets.token_hex(4)}"
@@ -79,6 +81,11 @@ def test_the_labs_rooms_are_there_bookmarked_and_archived(lab: LabRun, service: 
         assert sent.returncode == 0, sent.stderr
         archived = run(room_archive_of(lab, reader, service, jid))
         assert [(nick, text) for _, nick, text in archived if text == body] == [(sender, body)]
+        listed = xmpp_tool(lab, f"{reader}@{service}", f"{ENTRY[service]}:5222",
+                           "-J", "unread", "-g", timeout=120)
+        assert listed.returncode == 0, listed.stderr
+        unread = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [(m["room"], m["nick"]) for m in unread if m["body"] == body] == [(jid, sender)]
 
 
 async def bookmarks_of(lab: LabRun, user: str, service: str) -> dict[str, tuple[str, str]]:

@@ -59,6 +59,7 @@ class FakeArchive:
     item-not-found; pages hold at most 50 messages whatever is asked.
     ``flavour="ejabberd"``: ids are increasing integers (timestamps) and RSM
     ``after``/``before`` compare them, whether or not such a message exists.
+    ``before=""`` (an empty ``<before/>``) is the archive's last page.
     """
 
     def __init__(self, messages: list[Archived], flavour: str = "prosody",
@@ -92,7 +93,7 @@ class FakeArchive:
         self.log.append((with_, after, before))
         size = min(max_, self.cap)
         lo = self._position(after) if after is not None else float("-inf")
-        hi = self._position(before) if before is not None else float("inf")
+        hi = self._position(before) if before else float("inf")  # "": the last page
         matching = [
             m for i, m in enumerate(self.archive)
             if lo < self._key(i) < hi and (with_ is None or self.peers[i] == with_)

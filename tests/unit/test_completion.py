@@ -50,4 +50,4 @@ def test_send_options_only_before_the_first_operand() -> None:
 def test_option_values() -> None:
     assert bash("xmpp-tool send -T ") == ["chat", "normal", "headline"]
     assert bash("xmpp-tool send -T h") == ["headline"]
-    assert set(bash("xmpp-tool unread -")) >= {"-c", "-m", "-n"}
+    assert set(bash("xmpp-tool unread -")) >= {"-c", "-m", "-n", "-g", "-G", "-r"}
