@@ -21,7 +21,8 @@ import pytest
 from lab.slixpeer import Peer
 
 XMPP_TOOL = Path(sys.executable).parent / "xmpp-tool"
-NO_ROOMS: dict[str, dict[str, int]] = {"rooms": {}, "mentions": {}}  # -J -c of an account without bookmarks
+#: what -J unread -c says of the rooms of an account without bookmarks
+NO_ROOMS: dict[str, dict[str, int]] = {"rooms": {}, "mentions": {}}
 T = TypeVar("T")
 
 

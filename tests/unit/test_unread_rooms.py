@@ -55,7 +55,8 @@ def room_cases(draw: st.DrawFn) -> tuple[list[Archived], str | None, str, int, i
         pointer = draw(st.sampled_from([m.aid for m in msgs]))
     elif choice == "missing":
         pointer = "999" if flavour == "ejabberd" else "not-in-archive"
-    return msgs, pointer, flavour, draw(st.integers(0, len(msgs))), draw(st.sampled_from([1, 3, 50]))
+    split, newest = draw(st.integers(0, len(msgs))), draw(st.sampled_from([1, 3, 50]))
+    return msgs, pointer, flavour, split, newest
 
 
 @settings(max_examples=300, deadline=None)
