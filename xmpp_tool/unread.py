@@ -245,7 +245,6 @@ class Listing:
     """What one run found: messages in output order, counts, rooms it could not read."""
 
     messages: list[UnreadMessage] = field(default_factory=list)
-    marks: dict[str, tuple[str, str]] = field(default_factory=dict)  # chat -> pointer
     contacts: dict[str, int] = field(default_factory=dict)
     rooms: dict[str, int] = field(default_factory=dict)
     mentions: dict[str, int] = field(default_factory=dict)
