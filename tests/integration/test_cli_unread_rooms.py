@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import slixmpp
+from slixmpp import JID
 from test_cli_unread import new_user, send, with_peer, xt
 
 from lab.slixpeer import Peer
@@ -25,9 +26,10 @@ NICK = "rdr"  # the reader's nick in its bookmarks
 ARCHIVE_FIELDS = ("muc#roomconfig_enablearchiving", "mam")  # prosody, ejabberd
 
 
-def make_room(server: Any, *, archive: bool = True, members_only: bool = False) -> str:
-    """A persistent room (archived or not, open or members-only), created by an
-    owner who then leaves."""
+def make_room(server: Any, *, archive: bool = True, members_only: bool = False,
+              members: tuple[str, ...] = ()) -> str:
+    """A persistent room (archived or not, open or members-only, with ``members``
+    affiliated), created by an owner who then leaves."""
     room = server.room(f"room{uuid.uuid4().hex[:10]}")
     owner, opw = new_user(server, "owner")
 
@@ -38,6 +40,9 @@ def make_room(server: Any, *, archive: bool = True, members_only: bool = False) 
         fields.update(dict.fromkeys(ARCHIVE_FIELDS, archive))
         known = await peer.configure_room(room, fields)
         assert set(ARCHIVE_FIELDS) & set(known), known
+        for member in members:
+            await peer.plugin["xep_0045"].set_affiliation(JID(room), "member", jid=JID(member),
+                                                          timeout=20)
         await peer.leave_room(room, "owner")
 
     with_peer(server, owner, opw, create)
@@ -80,10 +85,11 @@ def cost(stderr: str, room: str) -> tuple[int, int]:
 
 
 def test_room_messages_pointers_own_and_mentions(xmpp_server: Any) -> None:
+    """A members-only room of which the reader and ann are members."""
     server = xmpp_server
-    room = make_room(server)
     reader, rpw = new_user(server, "reader")
     ann, apw = new_user(server, "ann")
+    room = make_room(server, members_only=True, members=(reader, ann))
     with_peer(server, reader, rpw, lambda p: p.bookmark(room, NICK))
 
     say(server, ann, apw, room, "before anything")
@@ -183,9 +189,11 @@ READ = 1_000
 
 def test_a_thousand_read_messages_cost_what_one_does(xmpp_server: Any) -> None:
     """Two rooms alike but for their read history (1,000 messages against 1), each
-    marked read, then 3 new in each: the same queries and messages per room."""
+    marked read, then 3 new in each: the same queries and messages per room; and
+    no more than a room holding only 3 new messages (never read: its newest are
+    asked for, one more query)."""
     server = xmpp_server
-    long_room, short_room = make_room(server), make_room(server)
+    long_room, short_room, fresh_room = make_room(server), make_room(server), make_room(server)
     reader, rpw = new_user(server, "reader")
     ann, apw = new_user(server, "ann")
 
@@ -198,10 +206,13 @@ def test_a_thousand_read_messages_cost_what_one_does(xmpp_server: Any) -> None:
     say(server, ann, apw, short_room, "old 0")
     # never spoke, no pointer: the newest NEWEST of each room, then marked read
     assert len(listed(server, reader, rpw, "-g", "-m")) == NEWEST + 1
-    say(server, ann, apw, long_room, "new 1", "new 2", "new 3")
-    say(server, ann, apw, short_room, "new 1", "new 2", "new 3")
+    with_peer(server, reader, rpw, lambda p: p.bookmark(fresh_room, NICK))
+    for room in (long_room, short_room, fresh_room):
+        say(server, ann, apw, room, "new 1", "new 2", "new 3")
     res = xt(server, reader, rpw, "-v", "-J", "unread", "-g")
     assert res.returncode == 0, res.stderr
     bodies = [json.loads(line)["body"] for line in res.stdout.splitlines()]
-    assert bodies == ["new 1", "new 2", "new 3"] * 2
+    assert bodies == ["new 1", "new 2", "new 3"] * 3
     assert cost(res.stderr, long_room) == cost(res.stderr, short_room) == (4, 1)
+    fresh = cost(res.stderr, fresh_room)
+    assert fresh == (6, 2)  # the whole (new) archive, then its newest
