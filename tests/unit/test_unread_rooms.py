@@ -144,3 +144,12 @@ def test_the_rooms_indexes_live_beside_the_accounts(tmp_path: Path,
     data["rooms"][ROOM] = "garbage"
     statefile.index_path(ME).write_text(json.dumps(data))
     assert statefile.load_all(ME) == (chats, {ROOM: Index()})
+
+
+def test_the_help_and_the_docs_say_the_same_newest() -> None:
+    from xmpp_tool.cli import typer_app
+    from xmpp_tool.unread_rooms import NEWEST
+
+    assert f"its newest {NEWEST}" in " ".join((typer_app.unread_command.__doc__ or "").split())
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    assert f"**newest {NEWEST}**" in docs
