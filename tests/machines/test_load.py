@@ -76,9 +76,22 @@ def spec(lab: LabRun) -> Any:
                              kill_node=NEW, nodes=nodes(lab), rejoin_timeout=300.0)
 
 
+def _ejabberd_logs(lab: LabRun, name: str) -> str:
+    """What a node that failed its apply said: its unit's journal and ejabberd's logs
+    (a grown node once stayed down after join_cluster's restart, and no log was kept)."""
+    out = lab.lab[name].run(
+        "journalctl -u ejabberd --no-pager -n 60; "
+        "tail -n 60 /var/log/ejabberd/ejabberd.log /var/log/ejabberd/error.log "
+        "/var/log/ejabberd/crash.log",
+        check=False, timeout=60)
+    text = out.stdout + out.stderr
+    (harness.CACHE / f"grown-cluster-{name}-logs.txt").write_text(text)
+    return text[-6000:]
+
+
 def test_cluster_grown_by_the_manifest_alone(lab: LabRun) -> None:
     bad = {n: r.describe_failures() for n, r in lab.first.items() if not r.ok}
-    assert not bad, bad
+    assert not bad, (bad, {n: _ejabberd_logs(lab, n) for n in bad if n in nodes(lab)})
     assert nodes(lab) == ("ejabberd1", "ejabberd2", "ejabberd3", NEW)
     want = {f"ejabberd@{n}" for n in nodes(lab)}
     seen = lab_load.wait_cluster(lab.lab.machines, want, timeout=60, nodes=nodes(lab))
