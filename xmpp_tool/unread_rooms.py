@@ -238,7 +238,8 @@ async def room_unread(session: Session, room: Room, index: Index,
     archive = RoomArchive(session, room)
     try:
         index, found = await find_unread(archive, index, {room.jid: pointer} if pointer else {},
-                                         count_only=False, newest=NEWEST)
+                                         count_only=False, newest=NEWEST,
+                                         conversation=room.jid)
         if index.last is None and MAM_NS not in await session.disco_features(
                 slix.JID(room.jid), "asking what it supports (disco#info)"):
             raise errors.protocol(f"{room.jid}: the room keeps no archive (XEP-0313)")

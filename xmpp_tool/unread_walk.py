@@ -23,6 +23,11 @@ How little is read:
    (and our replies in between), never read history.  A pointer that is not
    settled by the index is checked by one ``before`` query of one message.
 
+3. **One conversation** (a room's archive).  Without an index it is read from its
+   end back to the cut-off only (:func:`from_the_end`), and the index written is
+   partial: a later cut-off that needs what lies before the part read (no valid
+   pointer, no message of ours in it) reads the whole archive.
+
 Output order: unread messages that arrived before this run, by archive timestamp
 (per contact in archive order), then the fresh ones in archive order.
 """
@@ -168,6 +173,10 @@ class Index:
     prev: str | None = None  # the message before `last` (None: `last` is the first)
     last: str | None = None  # the newest message scanned
     contacts: dict[str, Contact] = field(default_factory=dict)
+    # read from the end only as far as the cut-off (see from_the_end): what came
+    # before is unknown, so a contact with neither a valid pointer nor a message of
+    # ours in the part read needs the whole archive
+    partial: bool = False
 
     def feed(self, msg: Archived) -> None:
         self.prev, self.last = self.last, msg.aid
@@ -191,6 +200,7 @@ class Index:
             "last": self.last,
             "contacts": {k: [c.last_in, c.last_out, c.since_out, c.pointer, c.since_pointer]
                          for k, c in sorted(self.contacts.items())},
+            "partial": self.partial,
         }
 
     @classmethod
@@ -204,7 +214,10 @@ class Index:
                                 int(v[4]))
                 for k, v in data["contacts"].items()
             }
-            return cls(_opt_str(data["prev"]), _opt_str(data["last"]), contacts)
+            partial = data.get("partial", False)
+            if not isinstance(partial, bool):
+                raise TypeError(partial)
+            return cls(_opt_str(data["prev"]), _opt_str(data["last"]), contacts, partial)
         except (AttributeError, KeyError, TypeError, ValueError, IndexError):
             return cls()
 
@@ -222,6 +235,10 @@ def _opt_str(value: Any) -> str | None:
 
 class _Restart(Exception):
     """The index does not describe this archive any more."""
+
+
+class _Partial(Exception):
+    """A cut-off needs what a partial index did not read."""
 
 
 @dataclass
@@ -322,19 +339,25 @@ async def _scan_from(archive: Archive, index: Index, fresh: Fresh, after: str | 
 
 
 async def find_unread(archive: Archive, index: Index, pointers: dict[str, str], *,
-                      count_only: bool, keep: int = FRESH_LIMIT,
-                      newest: int | None = None) -> tuple[Index, Found]:
+                      count_only: bool, keep: int = FRESH_LIMIT, newest: int | None = None,
+                      conversation: str | None = None) -> tuple[Index, Found]:
     """The unread messages (or only their counts) and the index to keep.
 
     ``newest``: where a contact has neither a valid pointer nor a message of ours,
     only its newest ``newest`` incoming messages are unread (a room: see
-    :data:`xmpp_tool.unread_rooms.NEWEST`); None: all of them (a chat)."""
+    :data:`xmpp_tool.unread_rooms.NEWEST`); None: all of them (a chat).
+    ``conversation``: the archive holds one conversation, with that contact (a
+    room's archive); without an index it is read from its end (:func:`from_the_end`)."""
     try:
+        if index.last is None and conversation is not None:
+            index = await from_the_end(archive, conversation, pointers.get(conversation))
         return await _find_unread(archive, index, pointers, count_only, keep, newest)
-    except UnknownId:
+    except (UnknownId, _Partial) as exc:
         if index.last is None:
             raise
-        log.info("a message the index names left the archive: reading it from the start")
+        log.info("%s: reading the archive from the start",
+                 "a cut-off before the part read" if isinstance(exc, _Partial)
+                 else "a message the index names left the archive")
         return await _find_unread(archive, Index(), pointers, count_only, keep, newest)
 
 
@@ -387,6 +410,8 @@ async def _find_unread(archive: Archive, index: Index, pointers: dict[str, str],
             if old is not None:  # remember: the next run needs no check
                 entry.pointer, entry.since_pointer = pointer, len(old) + len(new)
         if old is None:
+            if index.partial and entry.last_out is None:
+                raise _Partial  # did we ever write? not in the part read
             if entry.since_out == 0:
                 continue
             if newest is not None and entry.last_out is None:
@@ -420,6 +445,57 @@ async def _find_unread(archive: Archive, index: Index, pointers: dict[str, str],
         newer.sort(key=lambda t: t[0])
         messages = [m for _, _, m in older] + [m for _, m in newer]
     return index, Found(counts, messages)
+
+
+async def from_the_end(archive: Archive, contact: str, pointer: str | None) -> Index:
+    """The index of a one-conversation archive (a room's), read backwards from its
+    end only as far as the cut-off: the pointer's message if it is the contact's,
+    else our newest message; and as far as the contact's newest message and one
+    more (the index's ``prev``).  The whole archive when the cut-off is not found.
+
+    So a first run costs what is unread (and the pages it lies in), not the room's
+    history.  The index is then partial (:attr:`Index.partial`)."""
+    newest_first: list[Archived] = []
+    cut = newest_in = newest_out = None  # positions in newest_first
+    before, size = "", PAGE
+    while True:
+        page = await archive.page(with_=contact, before=before, max_=size)
+        for msg in reversed(page.items):
+            pos = len(newest_first)
+            newest_first.append(msg)
+            if msg.kind == "in" and newest_in is None:
+                newest_in = pos
+            if msg.kind == "out" and newest_out is None:
+                newest_out = pos
+            if cut is None and pointer is not None and msg.aid == pointer:
+                if msg.kind == "in":
+                    cut = pos
+                else:  # names no message of the contact: our newest message decides
+                    pointer = None
+                    cut = newest_out
+            elif cut is None and pointer is None and msg.kind == "out":
+                cut = pos
+        if cut is not None and newest_in is not None:
+            start = max(cut, newest_in)
+            if len(newest_first) > start + 1 or page.complete or not page.items:
+                break
+        elif page.complete or not page.items:
+            break
+        before = page.items[0].aid
+    if cut is None or newest_in is None:  # the whole archive: the index of a full scan
+        index = Index()
+        for msg in reversed(newest_first):
+            index.feed(msg)
+        return index
+    index = Index(last=newest_first[start + 1].aid if len(newest_first) > start + 1 else None,
+                  partial=True)
+    for msg in reversed(newest_first[: start + 1]):
+        index.feed(msg)
+        if msg.aid == pointer and msg.kind == "in":
+            entry = index.contacts[contact]
+            entry.pointer, entry.since_pointer = pointer, 0
+    log.info("read %d message(s) from the end of the archive", len(newest_first))
+    return index
 
 
 async def _newest_incoming(archive: Archive, contact: str, count: int) -> list[Archived]:

@@ -27,7 +27,8 @@ ME = "me@example.org"
 def run(archive: FakeArchive, index: Index, pointer: str | None,
         newest: int) -> tuple[Index, Found]:
     pointers = {ROOM: pointer} if pointer else {}
-    return asyncio.run(find_unread(archive, index, pointers, count_only=False, newest=newest))
+    return asyncio.run(find_unread(archive, index, pointers, count_only=False, newest=newest,
+                                   conversation=ROOM))
 
 
 def expected(msgs: list[Archived], pointer: str | None, newest: int) -> list[str]:
@@ -59,17 +60,46 @@ def room_cases(draw: st.DrawFn) -> tuple[list[Archived], str | None, str, int, i
     return msgs, pointer, flavour, split, newest
 
 
-@settings(max_examples=300, deadline=None)
-@given(room_cases())
+@settings(max_examples=500, deadline=None)
+@given(room_cases(), room_cases())
 def test_same_answer_as_the_definition_with_and_without_an_index(
-        case: tuple[list[Archived], str | None, str, int, int]) -> None:
+        case: tuple[list[Archived], str | None, str, int, int],
+        other: tuple[list[Archived], str | None, str, int, int]) -> None:
     msgs, pointer, flavour, split, newest = case
-    _, found = run(FakeArchive(msgs, flavour), Index(), pointer, newest)
+    cap = {1: 2, 3: 5, 50: None}[newest]  # pages of 2, 5 or the server's own
+    _, found = run(FakeArchive(msgs, flavour, cap=cap), Index(), pointer, newest)
     assert [m.aid for m in found.messages] == expected(msgs, pointer, newest)
     assert sum(found.counts.values()) == len(found.messages)
-    index, _ = run(FakeArchive(msgs[:split], flavour), Index(), pointer, newest)
-    _, found = run(FakeArchive(msgs, flavour), roundtrip(index), pointer, newest)
-    assert [m.aid for m in found.messages] == expected(msgs, pointer, newest)
+    # an earlier run saw part of the archive, with the pointer of then (the same, none
+    # or another): a partial index must give the same answers as a whole one
+    then = other[1] if other[2] == flavour else None
+    for earlier in (pointer, None, then):
+        index, _ = run(FakeArchive(msgs[:split], flavour, cap=cap), Index(), earlier, newest)
+        _, found = run(FakeArchive(msgs, flavour, cap=cap), roundtrip(index), pointer, newest)
+        assert [m.aid for m in found.messages] == expected(msgs, pointer, newest)
+
+
+def test_a_first_run_with_a_pointer_reads_from_the_end_only_to_it() -> None:
+    """A room of 5,000 messages, its pointer 120 from the end: the first run on a
+    machine reads the last pages, not the room's history."""
+    msgs, _ = build([("in", ROOM)] * 5_000, "prosody")
+    archive = FakeArchive(msgs, cap=50)
+    index, found = run(archive, Index(), msgs[-121].aid, 50)
+    assert [m.aid for m in found.messages] == [m.aid for m in msgs[-120:]]
+    assert index.partial
+    assert archive.messages <= 200 + 1 + 120 + 50  # back to the pointer, the scan, the unread
+    archive = FakeArchive(msgs, cap=50)
+    _, found = run(archive, roundtrip(index), msgs[-1].aid, 50)  # then marked read
+    assert found.messages == [] and archive.queries == 1
+
+
+def test_a_partial_index_and_a_pointer_gone_means_the_whole_archive() -> None:
+    """The cut-off moves to our last message, which the part read does not hold."""
+    msgs, _ = build([("in", ROOM), ("out", ROOM)] + [("in", ROOM)] * 300, "prosody")
+    index, _ = run(FakeArchive(msgs), Index(), msgs[-3].aid, 50)
+    assert index.partial
+    _, found = run(FakeArchive(msgs), roundtrip(index), None, 50)
+    assert [m.aid for m in found.messages] == [m.aid for m in msgs[2:]]
 
 
 def test_never_spoke_no_pointer_costs_one_page_from_the_end() -> None:
