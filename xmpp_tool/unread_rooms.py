@@ -187,7 +187,8 @@ class RoomArchive:
         return Page(items, str(iq["mam_fin"]["complete"]).lower() in ("true", "1"))
 
     async def _last_page(self, max_: int) -> Page:
-        """The archive's newest ``max_`` messages (RSM with an empty ``<before/>``).
+        """The archive's newest ``max_`` messages (RSM with an empty ``<before/>``;
+        callers ask for at most one server page, 50, so that this is one query).
 
         slixmpp bug: ``xep_0313.retrieve`` sends every RSM value through ``str()``,
         so ``before=True`` (the empty element) goes out as the id "True" (prosody:

@@ -45,6 +45,7 @@ from . import slix
 log = logging.getLogger("xmpp_tool")
 
 PAGE = 250  # messages per MAM page (servers may send fewer: prosody's default cap is 50)
+LAST_PAGE = 50  # the first page read backwards from an archive's end: one page everywhere
 FRESH_LIMIT = 20_000  # fresh messages kept per run (beyond: per-contact queries)
 INDEX_VERSION = 1
 
@@ -457,9 +458,10 @@ async def from_the_end(archive: Archive, contact: str, pointer: str | None) -> I
     history.  The index is then partial (:attr:`Index.partial`)."""
     newest_first: list[Archived] = []
     cut = newest_in = newest_out = None  # positions in newest_first
-    before, size = "", PAGE
+    before, size = "", LAST_PAGE
     while True:
         page = await archive.page(with_=contact, before=before, max_=size)
+        size = PAGE
         for msg in reversed(page.items):
             pos = len(newest_first)
             newest_first.append(msg)
@@ -503,7 +505,7 @@ async def _newest_incoming(archive: Archive, contact: str, count: int) -> list[A
     got: list[Archived] = []
     before = ""
     while len(got) < count:
-        page = await archive.page(with_=contact, before=before, max_=count)
+        page = await archive.page(with_=contact, before=before, max_=min(count, LAST_PAGE))
         got[:0] = [m for m in page.items if m.kind == "in"]
         if page.complete or not page.items:
             break

@@ -202,7 +202,7 @@ def test_a_first_run_reads_a_room_from_its_end_to_its_pointer(xmpp_server: Any) 
     assert [json.loads(line)["body"] for line in res.stdout.splitlines()] == [
         f"m{i}" for i in range(READ - 3, READ)]
     read, asked = cost(res.stderr, room)
-    assert read <= 250 + 1 + 3 and asked <= 3, res.stderr  # a page back, the scan, the 3
+    assert read <= 50 + 1 + 3 and asked <= 3, res.stderr  # a page back, the scan, the 3
 
 
 def test_a_thousand_read_messages_cost_what_one_does(xmpp_server: Any) -> None:
