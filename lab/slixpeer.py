@@ -363,22 +363,13 @@ class Peer(slixmpp.ClientXMPP):
     async def bookmark(self, room: str, nick: str, name: str = "") -> None:
         """Bookmark ``room`` (XEP-0402) as a chat app does: one PEP item per room.
         Published with the options both servers accept, then the node set to keep
-        every item (a node created without max_items keeps one: the last bookmark
-        would replace the others; ejabberd refuses max_items in publish-options)."""
+        every item (see _publish_private)."""
         from xml.etree import ElementTree as ET
 
         conf = ET.Element(f"{{{BOOKMARKS_NODE}}}conference",
                           {"name": name or room, "autojoin": "true"})  # fmt: skip
         ET.SubElement(conf, f"{{{BOOKMARKS_NODE}}}nick").text = nick
-        form: Any = Form()  # type: ignore[no-untyped-call]
-        form.add_field(var="FORM_TYPE", ftype="hidden",
-                       value="http://jabber.org/protocol/pubsub#publish-options")  # fmt: skip
-        form.add_field(var="pubsub#persist_items", value=True)
-        form.add_field(var="pubsub#access_model", value="whitelist")
-        await self.plugin["xep_0060"].publish(  # type: ignore[no-untyped-call]
-            self.boundjid.bare, BOOKMARKS_NODE, id=room, payload=conf, options=form,
-            timeout=self._timeout)
-        await self.configure_max_items(BOOKMARKS_NODE)
+        await self._publish_private(BOOKMARKS_NODE, room, conf)
 
     async def legacy_bookmarks(self, rooms: dict[str, str]) -> None:
         """Store ``rooms`` (room JID -> nick) as XEP-0048 bookmarks in private XML
@@ -438,6 +429,12 @@ class Peer(slixmpp.ClientXMPP):
 
         displayed = Displayed()
         displayed["stanza_id"]["id"] = stanza_id
+        await self._publish_private(MDS_NODE, contact, displayed)
+
+    async def _publish_private(self, node: str, item_id: str, payload: Any) -> None:
+        """Publish to our own PEP ``node`` with the only publish-options ejabberd
+        accepts (persist_items, access_model whitelist), then configure the node to
+        keep every item (created without max_items, it keeps one)."""
         form: Any = Form()  # type: ignore[no-untyped-call]  # slixmpp is untyped here
         form.add_field(var="FORM_TYPE", ftype="hidden",
                        value="http://jabber.org/protocol/pubsub#publish-options")  # fmt: skip
@@ -445,13 +442,10 @@ class Peer(slixmpp.ClientXMPP):
         form.add_field(var="pubsub#access_model", value="whitelist")
         pubsub: Any = self.plugin["xep_0060"]
         await pubsub.publish(
-            self.boundjid.bare, MDS_NODE, id=contact, payload=displayed, options=form,
+            self.boundjid.bare, node, id=item_id, payload=payload, options=form,
             timeout=self._timeout,
         )  # fmt: skip
-        await self.mds_configure_max_items()
-
-    async def mds_configure_max_items(self, value: str = "max") -> None:
-        await self.configure_max_items(MDS_NODE, value)
+        await self.configure_max_items(node)
 
     async def configure_max_items(self, node: str, value: str = "max") -> None:
         pubsub: Any = self.plugin["xep_0060"]

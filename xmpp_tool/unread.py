@@ -35,8 +35,11 @@ from .unread_walk import (
     Index,
     Page,
     classify_raw,
+    cost,
     find_unread,
     known_id,
+    last_page,
+    rsm_query,
 )
 
 log = logging.getLogger("xmpp_tool")
@@ -161,21 +164,17 @@ class MamArchive:
 
     async def page(self, *, with_: str | None = None, after: str | None = None,
                    before: str | None = None, max_: int = PAGE) -> Page:
-        rsm: dict[str, Any] = {"max": max_}
-        if after is not None:
-            rsm["after"] = after
-        if before is not None:
-            rsm["before"] = before
         mam: Any = self.session.client.plugin["xep_0313"]
         self.queries += 1
         iq = await self.session.guard(
-            known_id(mam.retrieve(with_jid=slix.JID(with_) if with_ else None, rsm=rsm,
-                                   timeout=self.session.settings.timeout)),
+            known_id(mam.retrieve(with_jid=slix.JID(with_) if with_ else None,
+                                  rsm=rsm_query(max_, after, before),
+                                  timeout=self.session.settings.timeout)),
             "reading the message archive (MAM)",
         )
         items = [extract(result, self.me) for result in iq["mam"]["results"]]
         self.messages += len(items)
-        return Page(items, str(iq["mam_fin"]["complete"]).lower() in ("true", "1"))
+        return Page(items, last_page(iq))
 
 
 # --------------------------------------------------------------------------- marking
@@ -262,8 +261,7 @@ async def _chats_mam(session: Session, pointers: dict[str, str], index: Index,
     """The account's own archive: unread one-to-one messages."""
     archive = MamArchive(session)
     index, unread = await find_unread(archive, index, pointers, count_only=count_only)
-    log.info("archive: %d message(s) read in %d quer%s", archive.messages, archive.queries,
-             "y" if archive.queries == 1 else "ies")
+    log.info("archive: %s", cost(archive))
     found.contacts = unread.counts
     found.messages.extend(_shown(m) for m in unread.messages)
     return index

@@ -39,8 +39,11 @@ from .unread_walk import (
     Found,
     Index,
     Page,
+    cost,
     find_unread,
     known_id,
+    last_page,
+    rsm_query,
 )
 
 log = logging.getLogger("xmpp_tool")
@@ -170,13 +173,8 @@ class RoomArchive:
                    before: str | None = None, max_: int = PAGE) -> Page:
         if before == "":
             return await self._last_page(max_)
-        rsm: dict[str, Any] = {"max": max_}
-        if after is not None:
-            rsm["after"] = after
-        if before is not None:
-            rsm["before"] = before
         mam: Any = self.session.client.plugin["xep_0313"]
-        query = mam.retrieve(jid=slix.JID(self.room.jid), rsm=rsm,
+        query = mam.retrieve(jid=slix.JID(self.room.jid), rsm=rsm_query(max_, after, before),
                              timeout=self.session.settings.timeout)
         if after or before:
             query = known_id(query)  # (without an id, item-not-found means no such room)
@@ -184,7 +182,7 @@ class RoomArchive:
         iq = await self.session.guard(_await(query), "reading its archive (MAM)")
         items = [extract_room(result, self.room, self.me) for result in iq["mam"]["results"]]
         self.messages += len(items)
-        return Page(items, str(iq["mam_fin"]["complete"]).lower() in ("true", "1"))
+        return Page(items, last_page(iq))
 
     async def _last_page(self, max_: int) -> Page:
         """The archive's newest ``max_`` messages (RSM with an empty ``<before/>``;
@@ -247,6 +245,5 @@ async def room_unread(session: Session, room: Room, index: Index,
     except errors.Refused as exc:
         raise errors.protocol(f"{room.jid}: cannot read the room's archive: server answered "
                               f"{exc.reason}{_HINTS.get(exc.condition, '')}") from None
-    log.info("room %s: %d message(s) read in %d quer%s", room.jid, archive.messages,
-             archive.queries, "y" if archive.queries == 1 else "ies")
+    log.info("room %s: %s", room.jid, cost(archive))
     return index, found

@@ -127,6 +127,27 @@ class Archive(Protocol):
                    before: str | None = None, max_: int = PAGE) -> Page: ...
 
 
+def rsm_query(max_: int, after: str | None, before: str | None) -> dict[str, Any]:
+    """The RSM part of one archive page's query (XEP-0059)."""
+    rsm: dict[str, Any] = {"max": max_}
+    if after is not None:
+        rsm["after"] = after
+    if before is not None:
+        rsm["before"] = before
+    return rsm
+
+
+def last_page(iq: Any) -> bool:
+    """Did the server say this page is the archive's last (MAM ``<fin complete>``)?"""
+    return str(iq["mam_fin"]["complete"]).lower() in ("true", "1")
+
+
+def cost(archive: Archive) -> str:
+    """What reading ``archive`` took, for the -v line."""
+    return (f"{archive.messages} message(s) read in {archive.queries} "
+            f"quer{'y' if archive.queries == 1 else 'ies'}")
+
+
 # An RSM id the archive does not hold: prosody answers item-not-found; ejabberd
 # compares its numeric ids and answers even for an id it does not hold (the walk
 # checks pointers itself); bad-request is what a stricter server may say.

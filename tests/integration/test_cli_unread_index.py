@@ -20,9 +20,10 @@ from xmpp_tool.unread_walk import UnknownId
 READ = 1_500  # per contact: 3,000 already read in all
 
 
-def queries(stderr: str) -> tuple[int, int]:
-    """(messages read, queries) from unread's -v line."""
-    found = re.search(r"archive: (\d+) message\(s\) read in (\d+) quer", stderr)
+def queries(stderr: str, what: str = "archive") -> tuple[int, int]:
+    """(messages read, queries) from unread's -v line about ``what`` (the account's
+    archive, or ``room JID``)."""
+    found = re.search(rf"{re.escape(what)}: (\d+) message\(s\) read in (\d+) quer", stderr)
     assert found, stderr
     return int(found.group(1)), int(found.group(2))
 

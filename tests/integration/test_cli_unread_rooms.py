@@ -11,13 +11,13 @@ the reader's own room messages are sent with ``xmpp-tool send -g``.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from typing import Any
 
 import slixmpp
 from slixmpp import JID
 from test_cli_unread import new_user, send, with_peer, xt
+from test_cli_unread_index import queries
 
 from lab.slixpeer import Peer
 from xmpp_tool.unread_rooms import NEWEST
@@ -79,9 +79,8 @@ def listed(server: Any, reader: str, rpw: str, *args: str) -> list[dict[str, Any
 
 def cost(stderr: str, room: str) -> tuple[int, int]:
     """(messages read, queries) of one room, from unread's -v line."""
-    found = re.search(rf"room {re.escape(room)}: (\d+) message\(s\) read in (\d+) quer", stderr)
-    assert found, stderr
-    return int(found.group(1)), int(found.group(2))
+    got: tuple[int, int] = queries(stderr, f"room {room}")
+    return got
 
 
 def test_room_messages_pointers_own_and_mentions(xmpp_server: Any) -> None:
