@@ -37,6 +37,8 @@ ACCOUNT_KEYS = {
     "room_password_file",
     "password",
     "timeout",
+    "omemo",  # send -e by default (OMEMO, XEP-0384)
+    "omemo_blind_trust",  # trust a contact's new devices until one is verified (default)
 }
 TOP_KEYS = {"default", "accounts"}
 DEFAULT_TIMEOUT = 30.0
@@ -60,6 +62,8 @@ class Settings:
     inline_password: str | None = field(default=None, repr=False)
     config_path: Path | None = None
     account: str | None = None
+    omemo: bool = False  # send encrypts (OMEMO) unless -E
+    omemo_blind_trust: bool = True  # BTBV: new devices trusted until one is verified
 
 
 def default_config_path(env: dict[str, str] | None = None) -> Path:
@@ -152,8 +156,9 @@ def load_file(path: Path) -> dict[str, Any]:
                     "room_password_file"):
             if key in acct and not isinstance(acct[key], str):
                 raise errors.config(f"{where}: {key!r} must be a string")
-        if "direct_tls" in acct and not isinstance(acct["direct_tls"], bool):
-            raise errors.config(f"{where}: 'direct_tls' must be true or false")
+        for key in ("direct_tls", "omemo", "omemo_blind_trust"):
+            if key in acct and not isinstance(acct[key], bool):
+                raise errors.config(f"{where}: {key!r} must be true or false")
         if "timeout" in acct:
             t = acct["timeout"]
             if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 3600:
@@ -247,6 +252,8 @@ def resolve(opts: CliOptions, env: dict[str, str] | None = None) -> Settings:
         inline_password=acct.get("password"),
         config_path=path if data else None,
         account=name,
+        omemo=bool(acct.get("omemo", False)),
+        omemo_blind_trust=bool(acct.get("omemo_blind_trust", True)),
     )
 
 

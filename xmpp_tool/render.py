@@ -2,7 +2,10 @@
 
 A room's message shows its sender as the occupant JID (``room@service/nick``) and,
 when it mentions the account, ``(mention)`` after it; its JSON line has the room
-and the nick apart, and ``"mention": true``."""
+and the nick apart, and ``"mention": true``.  An OMEMO message shows ``(OMEMO)``
+after its sender and its decrypted text, or ``[OMEMO, not decrypted: why]``; its
+JSON line has ``"encryption": "omemo"``, ``"decrypted"`` and then ``"undecrypted"``
+(why) with a null body."""
 
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ class UnreadMessage:
     body: str
     nick: str | None = None  # a room's message: the sender's nick (None: a chat)
     mention: bool = False  # a room's message that mentions the account
+    encrypted: bool = False  # OMEMO: body is the decrypted text, unless undecrypted
+    undecrypted: str | None = None  # OMEMO: why it could not be decrypted (body unknown)
 
     @property
     def room(self) -> str | None:
@@ -64,17 +69,22 @@ def _printable(text: str) -> str:
 
 def text_line(msg: UnreadMessage) -> str:
     """``YYYY-MM-DD HH:MM:SS sender: body``; continuation lines indented by a tab."""
-    body = _printable(msg.body).replace("\r\n", "\n").replace("\n", "\n\t")
+    text = msg.body if msg.undecrypted is None else f"[OMEMO, not decrypted: {msg.undecrypted}]"
+    body = _printable(text).replace("\r\n", "\n").replace("\n", "\n\t")
     flag = " (mention)" if msg.mention else ""
+    flag += " (OMEMO)" if msg.encrypted and msg.undecrypted is None else ""
     return f"{local_time(msg.timestamp)} {_printable(msg.from_)}{flag}: {body}"
 
 
 def json_line(msg: UnreadMessage) -> str:
-    return json.dumps(
-        {"id": msg.id, "from": msg.from_, "timestamp": iso_utc(msg.timestamp), "body": msg.body,
-         "room": msg.room, "nick": msg.nick, "mention": msg.mention},
-        ensure_ascii=False,
-    )
+    data = {"id": msg.id, "from": msg.from_, "timestamp": iso_utc(msg.timestamp),
+            "body": msg.body if msg.undecrypted is None else None,
+            "room": msg.room, "nick": msg.nick, "mention": msg.mention,
+            "encryption": "omemo" if msg.encrypted else None,
+            "decrypted": (msg.undecrypted is None) if msg.encrypted else None}
+    if msg.undecrypted is not None:
+        data["undecrypted"] = msg.undecrypted
+    return json.dumps(data, ensure_ascii=False)
 
 
 def count_text(total: int) -> str:

@@ -38,6 +38,7 @@ class SendRequest:
     groupchat: bool = False  # the recipients are rooms (XEP-0045)
     nick: str | None = None  # nickname in the rooms (default: the account's localpart)
     file: str | None = None  # upload (XEP-0363) and send its URL
+    encrypt: bool | None = None  # OMEMO: -e True, -E False, None the account's ``omemo``
 
     @property
     def recipient(self) -> str:
@@ -58,4 +59,16 @@ class UnreadRequest:
     rooms: tuple[str, ...] = ()  # only these rooms (scope "rooms"), bookmarked or not
 
 
-Request = SendRequest | UnreadRequest
+#: what ``trust`` sets: -t, -d (None: list the devices)
+TRUST_LEVELS = ("trusted", "distrusted")
+
+
+@dataclass(frozen=True)
+class TrustRequest:
+    opts: CliOptions
+    jid: str | None  # whose devices (None: the account's own)
+    devices: tuple[str, ...] = ()  # device ids or fingerprints to set
+    level: str | None = None  # one of TRUST_LEVELS, with devices
+
+
+Request = SendRequest | UnreadRequest | TrustRequest

@@ -35,6 +35,7 @@ from .request import SendRequest
 from .session import Session, login_password, run_session
 
 if TYPE_CHECKING:
+    from .omemo import Device
     from .upload import Upload
 
 log = logging.getLogger("xmpp_tool")
@@ -107,14 +108,23 @@ def check_body(text: str) -> str:
 
 
 async def send_direct(
-    session: Session, recipients: list[Any], msg: OutgoingMessage
+    session: Session, recipients: list[Any], msg: OutgoingMessage, device: Device | None = None
 ) -> list[Outcome]:
-    """One message per recipient, all acknowledged by one ack request and one ping."""
+    """One message per recipient, all acknowledged by one ack request and one ping.
+
+    With an OMEMO ``device``, each recipient's message is encrypted for it first; a
+    recipient it cannot be encrypted for is refused (never sent in clear), the
+    others are sent."""
     client = session.client
     loop = asyncio.get_running_loop()
     stanzas = [message_stanza(client, r.bare, msg) for r in recipients]
-    by_id = {s["id"]: Outcome(str(r.bare), id=s["id"]) for r, s in zip(recipients, stanzas,
-                                                                          strict=True)}
+    outcomes = [Outcome(str(r.bare), id=s["id"]) for r, s in zip(recipients, stanzas,
+                                                                  strict=True)]  # fmt: skip
+    if device is not None:
+        stanzas, outcomes = await _encrypt_each(device, recipients, stanzas, outcomes)
+        if not stanzas:
+            return outcomes
+    by_id = {str(o.id): o for o in outcomes if o.error is None}
     bounces: dict[str, Any] = {}
     last_id = stanzas[-1]["id"]
     acked: asyncio.Future[None] = loop.create_future()
@@ -134,7 +144,26 @@ async def send_direct(
             outcome.error = errors.describe(bounces[mid]["error"])
         else:
             outcome.ok = True
-    return list(by_id.values())
+    return outcomes
+
+
+async def _encrypt_each(device: Device, recipients: list[Any], stanzas: list[Any],
+                        outcomes: list[Outcome]) -> tuple[list[Any], list[Outcome]]:
+    """Each recipient's stanza encrypted; the ones that cannot be, refused (their
+    outcome's error), the rest returned to be sent."""
+    ready = []
+    for recipient, stanza, outcome in zip(recipients, stanzas, outcomes, strict=True):
+        try:
+            ready.append(await device.encrypt(stanza, recipient))
+        except errors.ToolError as exc:
+            if exc.code != errors.Exit.PROTOCOL:
+                raise
+            outcome.error = exc.message
+            log.info("%s", exc.message)
+    for outcome in outcomes:
+        if outcome.error is None:
+            outcome.extra["encryption"] = "omemo"
+    return ready, outcomes
 
 
 async def _send_and_confirm(session: Session, stanzas: list[Any], by_id: dict[str, Outcome],
@@ -199,6 +228,7 @@ def send(
     groupchat: bool = False,
     nick: str | None = None,
     upload: Upload | None = None,
+    encrypt: bool = False,
 ) -> list[Outcome]:
     """Log in once, (upload,) send to every recipient, return their outcomes.
 
@@ -211,6 +241,14 @@ def send(
         plugins += [p for p in MUC_PLUGINS if p not in plugins]
 
     room_secret = room_password(settings) if groupchat else None
+    plugin_config: dict[str, dict[str, Any]] = {
+        # window: never let slixmpp request acks itself (see send_direct)
+        "xep_0198": {"window": 2**31, "allow_resume": False}}
+    if encrypt:
+        from . import omemo
+
+        plugins += [p for p in omemo.PLUGINS if p not in plugins]
+        plugin_config.update(omemo.prepare(settings))
 
     async def deliver(session: Session) -> list[Outcome]:
         message = msg
@@ -224,6 +262,11 @@ def send(
 
             outcomes = await muc.send_rooms(session, recipients, message,
                                             nick or session.jid.user, room_secret)
+        elif encrypt:
+            from .omemo import Device
+
+            outcomes = await send_direct(session, recipients, message,
+                                         await Device.open(session))
         else:
             outcomes = await send_direct(session, recipients, message)
         if message.url is not None:
@@ -231,15 +274,27 @@ def send(
                 o.extra["url"] = message.url
         return outcomes
 
-    # window: never let slixmpp request acks itself (see send_direct)
-    return run_session(settings, password, plugins, deliver,
-                       plugin_config={"xep_0198": {"window": 2**31, "allow_resume": False}})
+    return run_session(settings, password, plugins, deliver, plugin_config=plugin_config)
+
+
+def _check_encryptable(request: SendRequest) -> None:
+    """What OMEMO cannot carry here is refused before anything is sent (64)."""
+    how = "-e" if request.encrypt else "the account's omemo setting (-E: in clear)"
+    if request.subject is not None:
+        raise errors.usage(f"-S with {how}: OMEMO does not encrypt a subject")
+    if request.groupchat:
+        raise errors.usage(f"-g with {how}: xmpp-tool does not encrypt for rooms yet")
+    if request.file is not None:
+        raise errors.usage(f"-F with {how}: xmpp-tool does not encrypt files yet")
 
 
 def command(
     settings: Settings, request: SendRequest, stdin: BinaryIO, stdout: BinaryIO | None = None
 ) -> None:
     """``xmpp-tool send``: validate everything, get the password, send, report."""
+    encrypt = settings.omemo if request.encrypt is None else request.encrypt
+    if encrypt:
+        _check_encryptable(request)
     msg: OutgoingMessage | None = None
     upload = None
     if request.file is None:
@@ -261,5 +316,6 @@ def command(
             seen.add(jid.bare)
             recipients.append(jid)
     outcomes = send(settings, login_password(settings), recipients, msg,
-                    groupchat=request.groupchat, nick=request.nick, upload=upload)  # fmt: skip
+                    groupchat=request.groupchat, nick=request.nick, upload=upload,
+                    encrypt=encrypt)  # fmt: skip
     report(outcomes, stdout if request.opts.json else None)

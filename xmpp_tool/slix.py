@@ -29,6 +29,8 @@ _NAMES = {
     "IqError": ("slixmpp.exceptions", "IqError"),
     "IqTimeout": ("slixmpp.exceptions", "IqTimeout"),
     "PresenceError": ("slixmpp.exceptions", "PresenceError"),
+    "Message": ("slixmpp.stanza", "Message"),
+    "register_plugin": ("slixmpp.plugins.base", "register_plugin"),
     "DataForm": ("slixmpp.plugins.xep_0004", "Form"),  # XEP-0004 data form
     "Displayed": ("slixmpp.plugins.xep_0490.stanza", "Displayed"),  # XEP-0490 payload
     "parse_timestamp": ("slixmpp.plugins.xep_0082", "parse"),  # XEP-0082 date-time
@@ -41,6 +43,8 @@ InvalidJID: Any
 IqError: Any
 IqTimeout: Any
 PresenceError: Any
+Message: Any
+register_plugin: Any
 DataForm: Any
 Displayed: Any
 parse_timestamp: Any

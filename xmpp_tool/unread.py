@@ -19,8 +19,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from . import errors, slix, statefile
+from . import errors, omemo, slix, statefile
 from .config import Settings
+from .omemo_state import state_path
 from .render import UnreadMessage, Writer
 from .request import UnreadRequest
 from .session import Session, login_password, run_session
@@ -114,7 +115,10 @@ def extract(result: Any, me: str) -> Archived:
     body = body_el.text or "" if body_el is not None else ""
     kind, contact = classify_raw(inner.get("type"), _bare_lowercase(inner.get("from", "")),
                                  _bare_lowercase(inner.get("to", "")), bool(body), me)
-    return Archived(aid, kind, contact, stamp, body if kind == "in" else "")
+    if kind != "in":
+        return Archived(aid, kind, contact, stamp, "")
+    return Archived(aid, kind, contact, stamp, body,
+                    sealed=inner if omemo.is_encrypted(inner) else None)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- server
@@ -248,12 +252,46 @@ class Listing:
     rooms: dict[str, int] = field(default_factory=dict)
     mentions: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)  # one line per unreadable room
+    sealed: dict[str, Any] = field(default_factory=dict)  # OMEMO messages: id -> XML
+
+    def add(self, archived: Archived, nick: str | None = None) -> None:
+        self.messages.append(UnreadMessage(
+            id=archived.aid, sender=archived.contact, timestamp=archived.timestamp,
+            body=archived.body, nick=nick, mention=archived.mention,
+            encrypted=archived.sealed is not None))  # fmt: skip
+        if archived.sealed is not None:
+            self.sealed[archived.aid] = archived.sealed
 
 
-def _shown(archived: Archived, nick: str | None = None) -> UnreadMessage:
-    return UnreadMessage(id=archived.aid, sender=archived.contact,
-                         timestamp=archived.timestamp, body=archived.body,
-                         nick=nick, mention=archived.mention)
+#: why an OMEMO message is not shown decrypted when the account has no device here
+NO_DEVICE = ("xmpp-tool has no OMEMO device for this account on this machine "
+             "(xmpp-tool trust creates it; what was sent before cannot be read)")
+
+
+async def _decrypt(session: Session, shown: list[UnreadMessage], found: Listing,
+                   marked: set[str]) -> list[UnreadMessage]:
+    """The shown OMEMO messages decrypted (or with the reason they cannot be), by
+    this account's device if it has one here; the device forgets the texts of
+    messages no longer unread.  A run without OMEMO messages loads nothing."""
+    if not any(m.encrypted for m in shown):
+        return shown
+    settings = session.settings
+    if not (settings.omemo or state_path(settings.jid).exists()):
+        return [replace(m, undecrypted=NO_DEVICE) if m.encrypted else m for m in shown]
+    config = omemo.prepare(settings)
+    for name in omemo.PLUGINS:
+        session.client.register_plugin(name, config.get(name))
+    device = await omemo.Device.open(session)
+    out = []
+    for m in shown:
+        if m.encrypted:
+            text = await device.decrypt(m.id, found.sealed[m.id])
+            m = replace(m, body=text.body or "", undecrypted=None if text.body is not None
+                        else text.reason)  # fmt: skip
+        out.append(m)
+    device.state.forget_except({m.id for m in found.messages if m.encrypted} - marked)
+    device.save()
+    return out
 
 
 async def _chats_mam(session: Session, pointers: dict[str, str], index: Index,
@@ -263,7 +301,8 @@ async def _chats_mam(session: Session, pointers: dict[str, str], index: Index,
     index, unread = await find_unread(archive, index, pointers, count_only=count_only)
     log.info("archive: %s", cost(archive))
     found.contacts = unread.counts
-    found.messages.extend(_shown(m) for m in unread.messages)
+    for m in unread.messages:
+        found.add(m)
     return index
 
 
@@ -291,7 +330,8 @@ async def _rooms(session: Session, request: UnreadRequest, pointers: dict[str, s
             mentioned = sum(m.mention for m in unread.messages)
             if mentioned:
                 found.mentions[jid] = mentioned
-        found.messages.extend(_shown(m, m.nick) for m in unread.messages)
+        for m in unread.messages:
+            found.add(m, m.nick)
     return kept
 
 
@@ -321,7 +361,8 @@ async def _list_unread(session: Session, out: Writer, request: UnreadRequest) ->
         out.count(found.contacts, found.rooms, found.mentions)
     else:
         shown = found.messages[:limit]
-        for msg in shown:
+        marked = {m.id for m in shown} if request.mark else set()
+        for msg in await _decrypt(session, shown, found, marked):
             out.message(msg)
         if request.mark:
             await mark_read(session, {

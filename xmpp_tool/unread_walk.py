@@ -58,12 +58,13 @@ class Archived:
     """What we need of one archived message."""
 
     aid: str  # archive id = stanza-id by our account
-    kind: str  # "in" (incoming with body), "out" (ours to contact), "skip"
+    kind: str  # "in" (incoming with body), "out" (ours to contact, with body), "skip"
     contact: str  # bare JID, lowercase
     stamp: str | datetime  # XEP-0082 text until needed (parsing 10,000 costs ~1 s)
     body: str
     nick: str = ""  # in a room: the sender's nickname (the contact is the room)
     mention: bool = False  # in a room: the body mentions the account
+    sealed: Any = None  # an OMEMO message: its XML, decrypted only if it is shown
 
     @property
     def timestamp(self) -> datetime:
@@ -85,11 +86,15 @@ def parse_stamp(text: str) -> datetime:
 
 def classify_raw(mtype: str | None, sender: str, to: str, has_body: bool,
                  me: str) -> tuple[str, str]:
-    """``("in"|"out"|"skip", contact)`` from a message's attributes (bare JIDs)."""
+    """``("in"|"out"|"skip", contact)`` from a message's attributes (bare JIDs).
+
+    Ours counts only with a body: a message without one (an OMEMO key exchange
+    that a client sends by itself after decrypting, a chat state, a marker) is not
+    something the user wrote, and must not mark the contact's messages read."""
     if (mtype or "normal") not in ("chat", "normal"):
         return "skip", ""
     if sender == me:
-        if to and to != me:
+        if to and to != me and has_body:
             return "out", to
         return "skip", ""
     if sender and has_body:

@@ -35,9 +35,9 @@ def test_source_scripts(shell: str) -> None:
 
 
 def test_commands_and_global_options() -> None:
-    assert bash("xmpp-tool ") == ["send", "unread"]
+    assert bash("xmpp-tool ") == ["send", "unread", "trust"]
     assert set(bash("xmpp-tool -")) >= {"-s", "-u", "-C", "-J", "-t", "-v", "-q"}
-    assert bash("xmpp-tool -J ") == ["send", "unread"]
+    assert bash("xmpp-tool -J ") == ["send", "unread", "trust"]
 
 
 def test_send_options_only_before_the_first_operand() -> None:

@@ -23,9 +23,10 @@ LAYERS: list[set[str]] = [
     {"xmpp_tool", "xmpp_tool.errors", "xmpp_tool.request"},
     {"xmpp_tool.config", "xmpp_tool.password", "xmpp_tool.render", "xmpp_tool.outgoing",
      "xmpp_tool.slix"},
-    {"xmpp_tool.session", "xmpp_tool.unread_walk", "xmpp_tool.statefile"},
+    {"xmpp_tool.session", "xmpp_tool.unread_walk", "xmpp_tool.statefile",
+     "xmpp_tool.omemo_state"},
     {"xmpp_tool.send", "xmpp_tool.muc", "xmpp_tool.upload", "xmpp_tool.unread",
-     "xmpp_tool.unread_rooms"},
+     "xmpp_tool.unread_rooms", "xmpp_tool.omemo", "xmpp_tool.trust"},
     {"xmpp_tool.cli", "xmpp_tool.cli.arguments", "xmpp_tool.cli.fastargs",
      "xmpp_tool.cli.typer_app", "xmpp_tool.cli.completion", "xmpp_tool.cli.logs",
      "xmpp_tool.cli.manpage", "xmpp_tool.__main__"},
@@ -200,6 +201,6 @@ def test_imports_inside_functions_are_for_start_up_speed(module: str) -> None:
 def test_the_modules_with_imports_inside_functions() -> None:
     # each of these defers something a common run does not need (see its docstring)
     assert sorted(m for m, tree in TREES.items() if local_imports(tree)) == [
-        "xmpp_tool.cli", "xmpp_tool.cli.completion", "xmpp_tool.config",
+        "xmpp_tool.cli", "xmpp_tool.cli.completion", "xmpp_tool.config", "xmpp_tool.omemo",
         "xmpp_tool.outgoing", "xmpp_tool.password", "xmpp_tool.send", "xmpp_tool.slix",
         "xmpp_tool.upload"]

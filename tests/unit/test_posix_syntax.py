@@ -317,6 +317,6 @@ def test_fast_parse_knows_exactly_typers_global_options() -> None:
     send_params = group.commands["send"].get_params(ctx)
     # send's own options all send the line to Typer (fastargs gives up on any "-x")
     assert [p.name for p in send_params if p.param_type_name == "option"] == [
-        "message", "file", "mtype", "subject", "groupchat", "nick", "help"]
+        "message", "file", "mtype", "subject", "groupchat", "nick", "encrypt", "plain", "help"]
     assert [(p.name, p.required, p.nargs) for p in send_params
             if p.param_type_name == "argument"] == [("operands", False, -1)]

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -57,6 +58,8 @@ def test_json_line_fields_and_utc() -> None:
         "room": None,
         "nick": None,
         "mention": False,
+        "encryption": None,
+        "decrypted": None,
     }
 
 
@@ -70,7 +73,8 @@ def test_a_rooms_message_names_the_occupant_and_the_mention(berlin: None) -> Non
     assert json.loads(json_line(ROOM_MSG)) == {
         "id": "r-1", "from": "ops@conference.example.org/bob",
         "timestamp": "2026-01-02T03:04:05Z", "body": "alice: disk full",
-        "room": "ops@conference.example.org", "nick": "bob", "mention": True}
+        "room": "ops@conference.example.org", "nick": "bob", "mention": True,
+        "encryption": None, "decrypted": None}
     plain = UnreadMessage("r-2", "ops@conference.example.org", MSG.timestamp, "hi", nick="bob")
     assert text_line(plain) == "2026-01-02 04:04:05 ops@conference.example.org/bob: hi"
 
@@ -107,3 +111,17 @@ def test_counts_text_is_total_json_is_per_contact_and_room() -> None:
     Writer(buf, as_json=True).count({})
     assert json.loads(buf.getvalue()) == {"total": 0, "contacts": {}, "rooms": {},
                                           "mentions": {}}
+
+
+def test_an_omemo_message_says_so_and_one_not_decrypted_has_no_body(berlin: None) -> None:
+    opened = replace(MSG, body="the secret", encrypted=True)
+    assert text_line(opened) == "2026-01-02 04:04:05 alice@example.org (OMEMO): the secret"
+    assert json.loads(json_line(opened))["encryption"] == "omemo"
+    assert json.loads(json_line(opened))["decrypted"] is True
+    assert "undecrypted" not in json.loads(json_line(opened))
+    sealed = replace(MSG, body="", encrypted=True, undecrypted="not encrypted for this device")
+    assert text_line(sealed) == ("2026-01-02 04:04:05 alice@example.org: "
+                                 "[OMEMO, not decrypted: not encrypted for this device]")
+    obj = json.loads(json_line(sealed))
+    assert (obj["body"], obj["decrypted"], obj["undecrypted"]) == (
+        None, False, "not encrypted for this device")

@@ -5,6 +5,8 @@
     xmpp-tool [global options] send [-T type] [-S subject] recipient [message|-]
     xmpp-tool [global options] send [-T type] [-S subject] [-g [-N nick]]
               (-m message|- | -F file) recipient...
+    xmpp-tool [global options] send -e ...   (OMEMO; -E: in clear despite the config)
+    xmpp-tool [global options] trust [-t|-d] [jid [device...]]
 
 A ``send`` without ``-m`` or ``-F`` keeps the one-recipient form: its second
 operand is the message.  With ``-m`` or ``-F`` every operand is a recipient, so
@@ -29,7 +31,7 @@ from typing import BinaryIO, TextIO
 
 from .. import PROG, config, errors, slix
 from ..errors import Exit, ToolError
-from ..request import Request, SendRequest
+from ..request import Request, SendRequest, TrustRequest
 from . import completion, fastargs
 from .arguments import cli_options
 from .logs import setup_logging
@@ -62,6 +64,10 @@ def _execute(request: Request, stdin: BinaryIO, stdout: BinaryIO) -> int:
         from .. import send
 
         send.command(settings, request, stdin, stdout)
+    elif isinstance(request, TrustRequest):
+        from .. import trust
+
+        trust.command(settings, request, stdout)
     else:
         from .. import unread
 

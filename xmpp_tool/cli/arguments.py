@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import errors
-from ..request import MESSAGE_TYPES, CliOptions, SendRequest, UnreadRequest
+from ..request import MESSAGE_TYPES, CliOptions, SendRequest, TrustRequest, UnreadRequest
 
 
 def cli_options(
@@ -47,6 +47,8 @@ def send_request(
     subject: str | None = None,
     groupchat: bool = False,
     nick: str | None = None,
+    encrypt: bool = False,
+    plain: bool = False,
 ) -> SendRequest:
     """The ``send`` request from its options and operands (usage errors: 64)."""
     if message is not None and file is not None:
@@ -61,6 +63,10 @@ def send_request(
         raise errors.usage("-N needs -g")
     if nick is not None and not nick.strip():
         raise errors.usage("-N: empty nickname")
+    if encrypt and plain:
+        raise errors.usage("-e and -E are mutually exclusive")
+    if encrypt and subject is not None:
+        raise errors.usage("-S cannot be combined with -e (OMEMO does not encrypt a subject)")
     if message is not None or file is not None:
         if not operands:
             raise errors.usage("missing RECIPIENT")
@@ -75,7 +81,8 @@ def send_request(
             )
         recipients, body = (operands[0],), operands[1] if len(operands) == 2 else None
     return SendRequest(opts, recipients, body, "groupchat" if groupchat else (mtype or "chat"),
-                       subject, groupchat, nick, file)  # fmt: skip
+                       subject, groupchat, nick, file,
+                       True if encrypt else False if plain else None)  # fmt: skip
 
 
 def unread_request(
@@ -95,3 +102,18 @@ def unread_request(
         raise errors.usage("-G (chats only) cannot be combined with -g or -r")
     scope = "rooms" if rooms_only or rooms else "chats" if chats_only else "all"
     return UnreadRequest(opts, count, mark, limit, scope, tuple(rooms or ()))
+
+
+def trust_request(opts: CliOptions, operands: list[str], *, trust: bool = False,
+                  distrust: bool = False) -> TrustRequest:
+    """The ``trust`` request: list a JID's devices, or set the trust of some (64)."""
+    if trust and distrust:
+        raise errors.usage("-t and -d are mutually exclusive")
+    if trust or distrust:
+        if len(operands) < 2:
+            raise errors.usage(f"{'-t' if trust else '-d'} needs a JID and at least one DEVICE")
+        return TrustRequest(opts, operands[0], tuple(operands[1:]),
+                            "trusted" if trust else "distrusted")
+    if len(operands) > 1:
+        raise errors.usage("DEVICE operands need -t (trust) or -d (distrust)")
+    return TrustRequest(opts, operands[0] if operands else None)

@@ -28,6 +28,10 @@ class _NoStanzaDumps(logging.Filter):
         return not str(record.msg).startswith(("SEND", "RECV", "NOT SENT"))
 
 
+OMEMO_LOGGERS = ("omemo", "slixmpp_omemo", "oldmemo", "twomemo", "doubleratchet", "x3dh",
+                 "xeddsa")
+
+
 def setup_logging(opts: CliOptions, stderr: TextIO) -> None:
     handler = logging.StreamHandler(stderr)
     # -v lines carry the time since start (ms), to see where a run spends it
@@ -47,3 +51,11 @@ def setup_logging(opts: CliOptions, stderr: TextIO) -> None:
     # slixmpp's INFO lines are safe; its DEBUG lines include raw stanzas (filtered anyway).
     lib.setLevel(logging.INFO if opts.verbose else logging.CRITICAL + 1)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+    # The OMEMO library's loggers (python-omemo logs plaintexts at DEBUG, its
+    # warnings are about the protocol, not the run): never shown; xmpp_tool.omemo
+    # says what matters.
+    for name in OMEMO_LOGGERS:
+        quiet_lib = logging.getLogger(name)
+        quiet_lib.handlers[:] = [logging.NullHandler()]
+        quiet_lib.propagate = False
+        quiet_lib.setLevel(logging.CRITICAL + 1)

@@ -25,9 +25,9 @@ except ImportError:  # pragma: no cover - other Typer versions
 
 from .. import PROG, __version__, errors
 from ..errors import EXIT_CODES, Exit
-from ..request import Request, SendRequest, UnreadRequest
+from ..request import Request, SendRequest, TrustRequest, UnreadRequest
 from . import completion
-from .arguments import cli_options, send_request, unread_request
+from .arguments import cli_options, send_request, trust_request, unread_request
 
 POSIX = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
 
@@ -144,6 +144,18 @@ def send_command(
         typer.Option("-N", "--nick", metavar="NICK",
                      help="Nickname in the rooms (default: the account's localpart)."),
     ] = None,
+    encrypt: Annotated[
+        bool,
+        typer.Option("-e", "--encrypt",
+                     help="Encrypt with OMEMO (XEP-0384) for every trusted device of each "
+                          "recipient and of your account; a recipient without one is "
+                          "refused, never sent in clear."),
+    ] = False,
+    plain: Annotated[
+        bool,
+        typer.Option("-E", "--no-encrypt",
+                     help="Send in clear even if the account's omemo setting is true."),
+    ] = False,
     operands: Annotated[
         list[str] | None,
         typer.Argument(metavar="RECIPIENT [MESSAGE|-] | RECIPIENT", show_default=False,
@@ -159,7 +171,7 @@ def send_command(
     room_password_command/room_password_file, never the command line."""
     ctx.obj["request"] = send_request(
         ctx.obj["opts"], list(operands or ()), message=message, file=file, mtype=mtype,
-        subject=subject, groupchat=groupchat, nick=nick,
+        subject=subject, groupchat=groupchat, nick=nick, encrypt=encrypt, plain=plain,
     )  # fmt: skip
 
 
@@ -201,6 +213,31 @@ def unread_command(
     ctx.obj["request"] = unread_request(ctx.obj["opts"], count=count, mark=mark,
                                         limit_text=limit_text, rooms_only=rooms_only,
                                         chats_only=chats_only, rooms=rooms)
+
+
+@app.command("trust", context_settings=POSIX, epilog=EPILOG)
+def trust_command(
+    ctx: typer.Context,
+    trust: Annotated[
+        bool, typer.Option("-t", "--trust", help="Trust the given DEVICEs (you verified them).")
+    ] = False,
+    distrust: Annotated[
+        bool, typer.Option("-d", "--distrust",
+                           help="Distrust the given DEVICEs: they never get a key again.")
+    ] = False,
+    operands: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[JID [DEVICE...]]", show_default=False,
+                       help="Whose OMEMO devices (default: your account's); with -t or -d, "
+                            "the devices, each by id or by fingerprint."),
+    ] = None,
+) -> None:
+    """List the OMEMO devices of JID (default: your own account) with their
+    fingerprints and trust, or set the trust of some.  Until you verify a device of
+    a contact, every device of theirs is trusted blindly (as the apps do); once you
+    have, a new one gets no key until you decide."""
+    ctx.obj["request"] = trust_request(ctx.obj["opts"], list(operands or ()), trust=trust,
+                                       distrust=distrust)  # fmt: skip
 
 
 #: parameter types Typer's pass-through coercion handles exactly (send's operands
@@ -257,13 +294,14 @@ def parse_with_typer(argv: list[str]) -> Request | int:
             args=list(argv), prog_name=PROG, standalone_mode=False, obj=state
         )
     except click_exc.NoArgsIsHelpError:
-        raise errors.usage("missing command (send or unread); see xmpp-tool --help") from None
+        raise errors.usage(
+            "missing command (send, unread or trust); see xmpp-tool --help") from None
     except click_exc.ClickException as exc:
         raise errors.usage(f"{exc.format_message()} (see {PROG} --help)") from None
     except typer.Abort:
         raise errors.usage("aborted") from None
     request = state.get("request")
-    if isinstance(request, SendRequest | UnreadRequest):
+    if isinstance(request, SendRequest | UnreadRequest | TrustRequest):
         return request
     if isinstance(rv, int):
         return rv
