@@ -14,23 +14,34 @@ and an XEP-0359 origin-id, wait for the room's echo of it (the MUC's own ack),
 leave.  A room's failure (not a member, banned, nickname in use, wrong password,
 no such room) is that room's outcome, with the XMPP condition; the other rooms
 are still tried.
+
+With OMEMO (``send -e``), as the apps do it: only a room that is non-anonymous and
+members-only (disco#info), encrypted for every member (the affiliation lists the
+room lets us read, and the occupants' real JIDs); a member without a device makes
+the room's outcome a refusal, never clear text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors, slix
 from .outgoing import Outcome, OutgoingMessage, message_stanza
 from .password import ROOM_ENV_VAR
 from .session import Session
 
+if TYPE_CHECKING:
+    from .omemo import Device
+
 log = logging.getLogger("xmpp_tool")
 
 MUC_FEATURE = "http://jabber.org/protocol/muc"
 PASSWORD_FEATURE = "muc_passwordprotected"  # noqa: S105 (a disco feature)
+#: what an OMEMO room must be: every member's real JID known, nobody else reading
+OMEMO_ROOM = {"muc_nonanonymous": "non-anonymous", "muc_membersonly": "members-only"}
+AFFILIATIONS = ("owner", "admin", "member")
 #: disco#info error conditions that mean the room does not exist
 NO_ROOM = ("item-not-found", "remote-server-not-found", "service-unavailable")
 
@@ -39,9 +50,8 @@ class RoomRefused(Exception):
     """The room's condition, as one line."""
 
 
-async def _check_room(session: Session, room: Any) -> bool:
-    """disco#info of the room: it exists and is a MUC.  Returns whether it is
-    password-protected."""
+async def _check_room(session: Session, room: Any) -> set[str]:
+    """disco#info of the room: it exists and is a MUC.  Returns its features."""
     try:
         features = await session.disco_features(room, f"{room}: disco#info")
     except errors.Refused as exc:
@@ -50,7 +60,28 @@ async def _check_room(session: Session, room: Any) -> bool:
         raise RoomRefused(exc.reason) from None
     if MUC_FEATURE not in features:
         raise RoomRefused("not a group chat (no XEP-0045 feature in its disco#info)")
-    return PASSWORD_FEATURE in features
+    return features
+
+
+async def _members(session: Session, room: Any) -> list[str]:
+    """The real bare JIDs of the room's members (its affiliation lists, where the room
+    lets us read them) and of its occupants (a non-anonymous room shows them), not ours."""
+    muc = session.client.plugin["xep_0045"]
+    found: set[str] = set()
+    for affiliation in AFFILIATIONS:
+        try:
+            jids = await muc.get_affiliation_list(room, affiliation,
+                                                  timeout=session.settings.timeout)  # fmt: skip
+        except (slix.IqError, slix.IqTimeout) as exc:
+            log.info("%s: %s list not readable (%s)", room, affiliation, type(exc).__name__)
+            continue
+        found.update(str(slix.JID(j).bare).lower() for j in jids)
+    for nick in muc.get_roster(room) or ():
+        jid = muc.get_jid_property(room, nick, "jid")
+        if jid:
+            found.add(str(slix.JID(jid).bare).lower())
+    found.discard(str(session.client.boundjid.bare).lower())
+    return sorted(found)
 
 
 async def _join(session: Session, room: Any, nick: str, password: str | None) -> None:
@@ -90,13 +121,17 @@ async def _join(session: Session, room: Any, nick: str, password: str | None) ->
 
 async def _send_one(
     session: Session, room: Any, msg: OutgoingMessage, nick: str, password: str | None,
-    outcome: Outcome,
+    outcome: Outcome, device: Device | None = None,
 ) -> None:
     client = session.client
     muc = client.plugin["xep_0045"]
     loop = asyncio.get_running_loop()
-    protected = await _check_room(session, room)
-    if protected and password is None:
+    features = await _check_room(session, room)
+    if device is not None and not set(OMEMO_ROOM) <= features:
+        lacks = " and ".join(w for f, w in OMEMO_ROOM.items() if f not in features)
+        raise RoomRefused(f"OMEMO in a room needs it {' and '.join(OMEMO_ROOM.values())}; "
+                          f"it is not {lacks}: not sent")
+    if PASSWORD_FEATURE in features and password is None:
         raise RoomRefused(f"the room is password-protected: set {ROOM_ENV_VAR} or "
                           "the account's room_password_command/room_password_file")
     log.info("joining %s as %s", room, nick)
@@ -106,6 +141,18 @@ async def _send_one(
         stanza = message_stanza(client, room, msg, room=True)
         mid = stanza["id"]
         outcome.id = mid
+        if device is not None:
+            members = await _members(session, room)
+            if not members:
+                raise RoomRefused("no other member to encrypt for: not sent")
+            try:
+                stanza = await device.encrypt(stanza, members)
+            except errors.ToolError as exc:
+                if exc.code != errors.Exit.PROTOCOL:
+                    raise
+                raise RoomRefused(exc.message) from None
+            stanza["origin_id"]["id"] = mid  # the echo is matched by it
+            outcome.extra["encryption"] = "omemo"
         echoed: asyncio.Future[Any] = loop.create_future()
 
         def on_message(m: Any) -> None:
@@ -126,14 +173,15 @@ async def _send_one(
 
 
 async def send_rooms(
-    session: Session, rooms: list[Any], msg: OutgoingMessage, nick: str, password: str | None
+    session: Session, rooms: list[Any], msg: OutgoingMessage, nick: str, password: str | None,
+    device: Device | None = None,
 ) -> list[Outcome]:
     """Each room in turn; a room's refusal is its outcome, a session failure ends all."""
     outcomes = []
     for room in rooms:
         outcome = Outcome(str(room.bare))
         try:
-            await _send_one(session, slix.JID(room.bare), msg, nick, password, outcome)
+            await _send_one(session, slix.JID(room.bare), msg, nick, password, outcome, device)
             outcome.ok = True
         except RoomRefused as exc:
             outcome.error = str(exc)

@@ -196,27 +196,28 @@ class Device:
 
     # ------------------------------------------------------------------ send
 
-    async def encrypt(self, stanza: Any, recipient: Any) -> Any:
-        """The OMEMO version of ``stanza`` for ``recipient`` (and our other devices);
-        76 (one line) if the recipient has no device that may get a key."""
+    async def encrypt(self, stanza: Any, recipients: list[Any]) -> Any:
+        """The OMEMO version of ``stanza`` for every device of ``recipients`` (bare
+        JIDs) and our other devices; 76 (one line) if one of them has no device
+        that may get a key."""
         from omemo.session_manager import NoEligibleDevices
 
+        jids = {slix.JID(str(r)) for r in recipients}
+        names = ", ".join(sorted(str(j) for j in jids))
         # The library keeps a contact's device list fresh from PEP notifications once
         # it has subscribed; a short-lived client that sends no presence gets none,
-        # so the list is fetched on every send (two queries), or a contact's new
-        # device would never get a key.
-        await self.session.guard(
-            self.plugin.refresh_device_lists({slix.JID(recipient.bare)}, force_download=True),
-            f"fetching {recipient.bare}'s OMEMO devices")  # fmt: skip
+        # so the lists are fetched on every send (two queries per contact), or a
+        # contact's new device would never get a key.
+        await self.session.guard(self.plugin.refresh_device_lists(jids, force_download=True),
+                                 f"fetching the OMEMO devices of {names}")  # fmt: skip
         try:
             encrypted, problems = await self.session.guard(
-                self.plugin.encrypt_message(stanza, slix.JID(recipient.bare)),
-                f"encrypting for {recipient.bare}")  # fmt: skip
+                self.plugin.encrypt_message(stanza, jids), f"encrypting for {names}")
         except NoEligibleDevices as exc:
-            who = ", ".join(sorted(exc.bare_jids)) or str(recipient.bare)
+            who = ", ".join(sorted(exc.bare_jids)) or names
             raise errors.protocol(
-                f"{who} has no OMEMO device that may get a key (no device published, "
-                "or every one distrusted): not sent"
+                f"{who} {'has' if len(exc.bare_jids) < 2 else 'have'} no OMEMO device that "
+                "may get a key (none published, or every one distrusted): not sent"
             ) from None
         finally:
             self.save()  # the ratchets moved: keep them before anything goes out
@@ -224,7 +225,7 @@ class Device:
             log.info("OMEMO: %s's device %s skipped: %s", problem.bare_jid, problem.device_id,
                      type(problem.exception).__name__)  # fmt: skip
         if encrypted is None:
-            raise errors.protocol(f"nothing to encrypt for {recipient.bare}")
+            raise errors.protocol(f"nothing to encrypt for {names}")
         encrypted["eme"]["namespace"] = OLDMEMO
         encrypted["eme"]["name"] = "OMEMO"
         return encrypted

@@ -59,14 +59,14 @@ class OmemoState:
         """The state as saved; a new, empty one if there is no file (a new device)."""
         state = cls(account, path)
         try:
-            text = state.path.read_text(encoding="utf-8")
+            raw = state.path.read_bytes()
         except FileNotFoundError:
             return state
         except OSError as exc:
             raise state.corrupt(exc.strerror or str(exc)) from None
         try:
-            data = json.loads(text)
-        except ValueError as exc:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # also UnicodeDecodeError
             raise state.corrupt(f"not JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise state.corrupt("not an xmpp-tool OMEMO state file")

@@ -154,7 +154,7 @@ async def _encrypt_each(device: Device, recipients: list[Any], stanzas: list[Any
     ready = []
     for recipient, stanza, outcome in zip(recipients, stanzas, outcomes, strict=True):
         try:
-            ready.append(await device.encrypt(stanza, recipient))
+            ready.append(await device.encrypt(stanza, [recipient.bare]))
         except errors.ToolError as exc:
             if exc.code != errors.Exit.PROTOCOL:
                 raise
@@ -251,27 +251,30 @@ def send(
         plugin_config.update(omemo.prepare(settings))
 
     async def deliver(session: Session) -> list[Outcome]:
-        message = msg
+        device = None
+        if encrypt:
+            from .omemo import Device
+
+            device = await Device.open(session)
+        message, url = msg, None
         if upload is not None:
             url = await upload.transfer(session)
-            message = OutgoingMessage(body=url, mtype=msg.mtype if msg else "chat",
-                                      subject=msg.subject if msg else None, url=url)  # fmt: skip
+            # an encrypted file's URL travels only inside the OMEMO message: no XEP-0066
+            message = OutgoingMessage(body=upload.message_url(url),
+                                      mtype=msg.mtype if msg else "chat",
+                                      subject=msg.subject if msg else None,
+                                      url=None if upload.sealed else url)  # fmt: skip
         assert message is not None
         if groupchat:
             from . import muc
 
             outcomes = await muc.send_rooms(session, recipients, message,
-                                            nick or session.jid.user, room_secret)
-        elif encrypt:
-            from .omemo import Device
-
-            outcomes = await send_direct(session, recipients, message,
-                                         await Device.open(session))
+                                            nick or session.jid.user, room_secret, device)
         else:
-            outcomes = await send_direct(session, recipients, message)
-        if message.url is not None:
+            outcomes = await send_direct(session, recipients, message, device)
+        if url is not None:
             for o in outcomes:
-                o.extra["url"] = message.url
+                o.extra["url"] = url  # an encrypted file's: without its key
         return outcomes
 
     return run_session(settings, password, plugins, deliver, plugin_config=plugin_config)
@@ -282,10 +285,6 @@ def _check_encryptable(request: SendRequest) -> None:
     how = "-e" if request.encrypt else "the account's omemo setting (-E: in clear)"
     if request.subject is not None:
         raise errors.usage(f"-S with {how}: OMEMO does not encrypt a subject")
-    if request.groupchat:
-        raise errors.usage(f"-g with {how}: xmpp-tool does not encrypt for rooms yet")
-    if request.file is not None:
-        raise errors.usage(f"-F with {how}: xmpp-tool does not encrypt files yet")
 
 
 def command(
@@ -303,6 +302,8 @@ def command(
         from .upload import Upload, progress_wanted
 
         upload = Upload.open(request.file, settings, progress=progress_wanted(request.opts.quiet))
+        if encrypt:
+            upload.seal()
         if request.subject is not None or request.mtype != "chat":
             msg = OutgoingMessage("", request.mtype, request.subject)
     what = "room JID" if request.groupchat else "recipient JID"

@@ -10,8 +10,13 @@ The HTTPS connection is verified exactly like the XMPP one: the CA file (``-C``,
 SHA-256 fingerprint pin (then the upload host must present that same
 certificate).  Only ``https`` slot URLs are accepted.  The HTTP client is aiohttp,
 the one slixmpp's own ``upload_file`` uses; that helper is not used because it
-opens its session without our TLS settings.  aiohttp and mimetypes are imported
-inside the functions that use them, for start-up speed: only ``send -F`` needs them.
+opens its session without our TLS settings.  aiohttp, mimetypes and the AES-GCM of
+``send -e -F`` are imported inside the functions that use them, for start-up speed:
+only ``send -F`` needs them.
+
+With ``send -e`` the file is encrypted on the way up (XEP-0454, what the apps do):
+AES-256-GCM with a fresh key and IV, the tag appended; the message, itself
+encrypted, carries ``aesgcm://host/path#<IV hex><key hex>``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ def max_file_size(info: Any) -> int | None:
     return None
 
 
+#: XEP-0454 (OMEMO media sharing): AES-256-GCM, a 12-byte IV, the 16-byte tag appended
+KEY_BYTES, IV_BYTES, TAG_BYTES = 32, 12, 16
+
+
 @dataclass
 class Upload:
     path: Path
@@ -66,6 +75,24 @@ class Upload:
     content_type: str
     settings: Settings
     progress: bool = False
+    #: with ``send -e``: (key, iv); the file goes up encrypted, the URL becomes aesgcm://
+    sealed: tuple[bytes, bytes] | None = None
+
+    def seal(self) -> None:
+        """Encrypt what is uploaded (XEP-0454, as the apps do): the server stores only
+        ciphertext, under a random name with the file's extension (which the apps
+        use to show it), and the key travels in the URL's fragment, inside the
+        OMEMO message."""
+        import secrets
+
+        self.sealed = (secrets.token_bytes(KEY_BYTES), secrets.token_bytes(IV_BYTES))
+        self.name = secrets.token_hex(16) + "".join(self.path.suffixes[-1:])
+        self.content_type = "application/octet-stream"
+
+    @property
+    def wire_size(self) -> int:
+        """What is PUT: the file, plus the GCM tag when it is encrypted."""
+        return self.size + (TAG_BYTES if self.sealed else 0)
 
     @classmethod
     def open(cls, file: str, settings: Settings, *, progress: bool = False) -> Upload:
@@ -102,13 +129,13 @@ class Upload:
             raise errors.protocol(f"no HTTP file upload service (XEP-0363) on {domain}")
         service = info["from"]
         limit = max_file_size(info)
-        if limit is not None and self.size > limit:
+        if limit is not None and self.wire_size > limit:
             raise errors.protocol(
-                f"-F {self.path}: {human(self.size)} ({self.size} bytes) is more than the "
-                f"{human(limit)} ({limit} bytes) {service} accepts; nothing sent"
+                f"-F {self.path}: {human(self.wire_size)} ({self.wire_size} bytes) is more "
+                f"than the {human(limit)} ({limit} bytes) {service} accepts; nothing sent"
             )
         slot_iq = await session.guard(
-            xep.request_slot(service, self.name, self.size, self.content_type,
+            xep.request_slot(service, self.name, self.wire_size, self.content_type,
                              timeout=session.settings.timeout),
             f"requesting an upload slot from {service}",
         )  # fmt: skip
@@ -120,8 +147,17 @@ class Upload:
         headers = {h["name"]: h["value"] for h in slot["put"]["headers"]
                    if str(h["name"]).lower() in SLOT_HEADERS}  # fmt: skip
         await self.put(put_url, headers)
-        log.info("uploaded %s (%d bytes)", self.name, self.size)
+        log.info("uploaded %s (%d bytes)", self.name, self.wire_size)
         return get_url
+
+    def message_url(self, get_url: str) -> str:
+        """What the message carries: the URL, or for an encrypted file its aesgcm://
+        form with the IV and the key as the fragment (XEP-0454)."""
+        if self.sealed is None:
+            return get_url
+        key, iv = self.sealed
+        where = get_url.split("://", 1)[1].split("#", 1)[0]
+        return f"aesgcm://{where}#{iv.hex()}{key.hex()}"
 
     def _ssl(self) -> Any:
         import aiohttp
@@ -132,12 +168,22 @@ class Upload:
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         sent = 0
+        encryptor = None
+        if self.sealed is not None:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+            key, iv = self.sealed
+            encryptor = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
         with self.path.open("rb") as fh:
             while sent < self.size:
                 chunk = fh.read(min(CHUNK, self.size - sent))
                 if not chunk:
                     raise errors.dataerr(f"-F {self.path}: the file shrank while uploading")
                 sent += len(chunk)
+                if encryptor is not None:
+                    chunk = encryptor.update(chunk)
+                    if sent == self.size:
+                        chunk += encryptor.finalize() + encryptor.tag
                 if self.progress:
                     pct = 100 * sent // self.size
                     sys.stderr.write(f"\rxmpp-tool: uploading {self.name}: {pct:3d}% "
@@ -156,12 +202,13 @@ class Upload:
         )
         headers = {
             **slot_headers,
-            "Content-Length": str(self.size),
+            "Content-Length": str(self.wire_size),
             "Content-Type": self.content_type,
             "User-Agent": "xmpp-tool",
         }
         host = url.split("/", 3)[2] if url.count("/") >= 2 else url
-        log.info("uploading %s (%d bytes) to %s", self.name, self.size, host)
+        log.info("uploading %s (%d bytes%s) to %s", self.name, self.wire_size,
+                 ", encrypted" if self.sealed else "", host)  # fmt: skip
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout, trust_env=False) as http,

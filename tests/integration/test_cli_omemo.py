@@ -2,22 +2,28 @@
 example client (lab/omemo_peer.py, its own process and state file, none of xmpp-tool's
 code).  What the peer encrypts, ``unread`` lists decrypted; what ``send -e`` sends, the
 peer decrypts, and the stanza on the server holds no plaintext; a distrusted device
-gets no key; a recipient without a device is refused (76), never sent in clear.
+gets no key; a recipient without a device is refused (76), never sent in clear; a file
+goes up encrypted (XEP-0454); a private room's members can read what ``send -e -g`` says.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_unread import new_user, xt
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from slixmpp import JID
+from test_cli_unread import new_user, with_peer, xt
 
+from lab.slixpeer import Peer
 from xmpp_tool.omemo_state import state_path
 
 OLDMEMO = "eu.siacs.conversations.axolotl"
@@ -50,7 +56,8 @@ def own_device(server: Any, jid: str, password: str) -> dict[str, Any]:
     assert res.returncode == 0, res.stderr
     mine = [d for d in map(json.loads, res.stdout.splitlines()) if d["own"]]
     assert len(mine) == 1, res.stdout
-    return mine[0]
+    device: dict[str, Any] = mine[0]
+    return device
 
 
 @pytest.fixture
@@ -169,3 +176,85 @@ def test_what_was_not_encrypted_for_this_device_is_listed_with_a_marker(pair: Pa
     res = xt(server, bob, bpw, "unread")
     assert "[OMEMO, not decrypted: not encrypted for this device]" in res.stdout
     assert "(OMEMO): after it" in res.stdout
+
+
+def test_send_e_F_uploads_the_file_encrypted_as_the_apps_do(pair: Pair) -> None:
+    server, users, tmp = pair
+    (alice, apw), (bob, bpw) = users["alice"], users["bob"]
+    peer(server, alice, apw, tmp / "alice.json", "publish")
+    data = os.urandom(100_000)
+    (tmp / "report.pdf").write_bytes(data)
+    res = xt(server, bob, bpw, "-J", "send", "-e", "-F", str(tmp / "report.pdf"), alice)
+    assert res.returncode == 0, res.stderr
+    url = json.loads(res.stdout)["url"]
+    assert url.startswith("https://") and "#" not in url  # -J never prints the key
+
+    [got] = [m for m in peer(server, alice, apw, tmp / "alice.json", "read", bob)
+             if m["from"] == bob]  # fmt: skip
+    sealed_url = got["body"]
+    assert sealed_url.startswith("aesgcm://") and sealed_url not in got["xml"]
+    where, fragment = sealed_url.removeprefix("aesgcm://").split("#")
+    assert "https://" + where == url and len(fragment) == 88  # XEP-0454: IV (12) + key (32)
+    iv, key = bytes.fromhex(fragment[:24]), bytes.fromhex(fragment[24:])
+    assert url.startswith("https://")
+    tls = ssl.create_default_context(cafile=str(server.cafile))
+    stored = urllib.request.urlopen(url, context=tls, timeout=30).read()  # noqa: S310
+    assert data not in stored and len(stored) == len(data) + 16
+    assert AESGCM(key).decrypt(iv, stored, None) == data
+
+
+def omemo_room(server: Any, owner: tuple[str, str], members: list[str], *,
+               anonymous: bool = False) -> str:
+    """A persistent members-only room, non-anonymous unless ``anonymous``."""
+    room = server.room(f"omemo{uuid.uuid4().hex[:10]}")
+
+    async def create(p: Peer) -> None:
+        await p.join_room(room, "owner")
+        await p.configure_room(room, {"muc#roomconfig_persistentroom": True,
+                                      "muc#roomconfig_membersonly": True,
+                                      "muc#roomconfig_whois": "moderators" if anonymous
+                                      else "anyone"})  # fmt: skip
+        for member in members:
+            await p.plugin["xep_0045"].set_affiliation(JID(room), "member", jid=JID(member),
+                                                       timeout=20)  # fmt: skip
+        await p.leave_room(room, "owner")
+
+    with_peer(server, owner[0], owner[1], create)
+    return str(room)
+
+
+def test_send_e_g_encrypts_for_every_member_of_a_private_room(pair: Pair) -> None:
+    server, users, tmp = pair
+    (alice, apw), (bob, bpw) = users["alice"], users["bob"]
+    owner = new_user(server, "owner")
+    peer(server, owner[0], owner[1], tmp / "owner.json", "publish")
+    alices = peer(server, alice, apw, tmp / "alice.json", "publish")[0]["device"]
+    room = omemo_room(server, owner, [alice, bob])
+    text = f"for the members only {uuid.uuid4().hex}"
+    res = xt(server, bob, bpw, "-J", "send", "-e", "-g", "-m", text, room)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["encryption"] == "omemo"
+
+    [got] = [m for m in peer(server, alice, apw, tmp / "alice.json", "read-room", room)
+             if m["from"] == bob]  # fmt: skip
+    assert got["body"] == text and text not in got["xml"] and alices in got["keys"]
+    [owners] = [m for m in peer(server, owner[0], owner[1], tmp / "owner.json", "read-room",
+                                room) if m["from"] == bob]  # fmt: skip
+    assert owners["body"] == text
+
+
+def test_send_e_g_refuses_a_room_that_is_not_private_or_a_member_without_a_device(
+        pair: Pair) -> None:
+    server, users, tmp = pair
+    (alice, _apw), (bob, bpw) = users["alice"], users["bob"]
+    owner = new_user(server, "owner")
+    peer(server, owner[0], owner[1], tmp / "owner.json", "publish")
+    semi = omemo_room(server, owner, [alice, bob], anonymous=True)
+    res = xt(server, bob, bpw, "send", "-e", "-g", "-m", "hi", semi)
+    assert res.returncode == 76 and "non-anonymous" in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1
+    private = omemo_room(server, owner, [alice, bob])  # alice has no device
+    res = xt(server, bob, bpw, "send", "-e", "-g", "-m", "hi", private)
+    assert res.returncode == 76 and alice in res.stderr and "OMEMO" in res.stderr, res.stderr
+    archived = peer(server, owner[0], owner[1], tmp / "owner.json", "read-room", private)
+    assert not [m for m in archived if m["from"] == bob]  # nothing went out, not even in clear
