@@ -32,9 +32,9 @@ EXIT_CODES: dict[int, str] = {
     Exit.UNAVAILABLE: "server unreachable",
     Exit.TEMPFAIL: "timeout, message not acknowledged by the server",
     Exit.PROTOCOL: "server refused (error stanza, any one recipient or room refused, "
-    "file over the upload limit, missing feature)",
+    "file over the upload limit, missing feature, no OMEMO device to encrypt for)",
     Exit.NOPERM: "authentication or certificate failure",
-    Exit.CONFIG: "configuration error (config file, password source)",
+    Exit.CONFIG: "configuration error (config file, password source, OMEMO state file)",
 }
 
 

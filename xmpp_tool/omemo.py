@@ -24,6 +24,7 @@ for start-up speed: a run without OMEMO never loads them.
 from __future__ import annotations
 
 import logging
+from copy import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +38,7 @@ log = logging.getLogger("xmpp_tool")
 OLDMEMO = "eu.siacs.conversations.axolotl"
 TWOMEMO = "urn:xmpp:omemo:2"
 ENCRYPTED = (f"{{{OLDMEMO}}}encrypted", f"{{{TWOMEMO}}}encrypted")
+MUC_USER = "{http://jabber.org/protocol/muc#user}"
 #: what a client without OMEMO shows (the apps' wording)
 FALLBACK = "I sent you an OMEMO encrypted message but your client doesn't seem to support that."
 #: the trust levels a user sets (``trust -t`` / ``-d``), and blind trust
@@ -241,6 +243,17 @@ class Device:
         from omemo.session_manager import MessageNotForUs, SenderDistrusted
 
         message = slix.Message(xml=inner)
+        if message["type"] == "groupchat":
+            # The library decrypts a room's message only for an occupant that saw the
+            # sender's presence.  From an archive, a non-anonymous room names the
+            # sender's real JID in the message itself: decrypt it as from that JID.
+            item = inner.find(f"{MUC_USER}x/{MUC_USER}item")
+            real = item.get("jid", "") if item is not None else ""
+            if not real:
+                return Decrypted(None, "the room hides who sent it (not non-anonymous)")
+            message = copy(message)
+            message["type"] = "chat"
+            message["from"] = slix.JID(real).bare
         try:
             plain, sender = await self.session.guard(self.plugin.decrypt_message(message),
                                                      "decrypting an OMEMO message")  # fmt: skip

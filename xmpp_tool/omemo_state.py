@@ -111,9 +111,12 @@ class OmemoState:
             del self.read[next(iter(self.read))]
         self.dirty = True
 
-    def forget_except(self, keep: set[str]) -> None:
-        """Drop the texts of messages that are no longer unread."""
-        gone = [aid for aid in self.read if aid not in keep]
+    def forget_except(self, keep: set[str], scopes: set[str]) -> None:
+        """Drop the texts of messages no longer unread, among those of the ``scopes``
+        just read ("" the account's archive, else a room's JID: a key is
+        ``room/id`` for a room's message, the archive id for a chat's)."""
+        gone = [key for key in self.read
+                if key not in keep and (key.split("/", 1)[0] if "/" in key else "") in scopes]
         for aid in gone:
             del self.read[aid]
         if gone:

@@ -253,6 +253,7 @@ class Listing:
     mentions: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)  # one line per unreadable room
     sealed: dict[str, Any] = field(default_factory=dict)  # OMEMO messages: id -> XML
+    scopes: set[str] = field(default_factory=set)  # read whole: "" (chats), room JIDs
 
     def add(self, archived: Archived, nick: str | None = None) -> None:
         self.messages.append(UnreadMessage(
@@ -260,7 +261,13 @@ class Listing:
             body=archived.body, nick=nick, mention=archived.mention,
             encrypted=archived.sealed is not None))  # fmt: skip
         if archived.sealed is not None:
-            self.sealed[archived.aid] = archived.sealed
+            self.sealed[sealed_key(self.messages[-1])] = archived.sealed
+
+
+def sealed_key(m: UnreadMessage) -> str:
+    """An OMEMO message's key in the device's file: the archive's id, in its room's
+    archive for a room's message (ids are unique per archive only)."""
+    return f"{m.room}/{m.id}" if m.room else m.id
 
 
 #: why an OMEMO message is not shown decrypted when the account has no device here
@@ -285,11 +292,12 @@ async def _decrypt(session: Session, shown: list[UnreadMessage], found: Listing,
     out = []
     for m in shown:
         if m.encrypted:
-            text = await device.decrypt(m.id, found.sealed[m.id])
+            text = await device.decrypt(sealed_key(m), found.sealed[sealed_key(m)])
             m = replace(m, body=text.body or "", undecrypted=None if text.body is not None
                         else text.reason)  # fmt: skip
         out.append(m)
-    device.state.forget_except({m.id for m in found.messages if m.encrypted} - marked)
+    device.state.forget_except({sealed_key(m) for m in found.messages if m.encrypted}
+                               - marked, found.scopes)
     device.save()
     return out
 
@@ -299,6 +307,7 @@ async def _chats_mam(session: Session, pointers: dict[str, str], index: Index,
     """The account's own archive: unread one-to-one messages."""
     archive = MamArchive(session)
     index, unread = await find_unread(archive, index, pointers, count_only=count_only)
+    found.scopes.add("")
     log.info("archive: %s", cost(archive))
     found.contacts = unread.counts
     for m in unread.messages:
@@ -325,6 +334,7 @@ async def _rooms(session: Session, request: UnreadRequest, pointers: dict[str, s
             found.failed.append(exc.message)
             kept.pop(jid, None)
             continue
+        found.scopes.add(jid)
         if unread.messages:
             found.rooms[jid] = len(unread.messages)
             mentioned = sum(m.mention for m in unread.messages)
@@ -361,7 +371,7 @@ async def _list_unread(session: Session, out: Writer, request: UnreadRequest) ->
         out.count(found.contacts, found.rooms, found.mentions)
     else:
         shown = found.messages[:limit]
-        marked = {m.id for m in shown} if request.mark else set()
+        marked = {sealed_key(m) for m in shown} if request.mark else set()
         for msg in await _decrypt(session, shown, found, marked):
             out.message(msg)
         if request.mark:

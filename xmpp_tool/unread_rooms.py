@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from . import errors, slix
+from . import errors, omemo, slix
 from .session import Session
 from .unread_walk import (
     CLIENT_BODY,
@@ -155,7 +155,8 @@ def extract_room(result: Any, room: Room, me: str) -> Archived:
     mention = mentions(body, room.nick, me) or any(
         ref.get("type") == "mention" and ref.get("uri", "").lower() in named
         for ref in inner.findall(REFERENCE))
-    return Archived(aid, "in", room.jid, stamp, body, nick, mention)
+    sealed = inner if omemo.is_encrypted(inner) else None
+    return Archived(aid, "in", room.jid, stamp, body, nick, mention and sealed is None, sealed)
 
 
 class RoomArchive:

@@ -229,7 +229,9 @@ def test_send_e_g_encrypts_for_every_member_of_a_private_room(pair: Pair) -> Non
     owner = new_user(server, "owner")
     peer(server, owner[0], owner[1], tmp / "owner.json", "publish")
     alices = peer(server, alice, apw, tmp / "alice.json", "publish")[0]["device"]
-    room = omemo_room(server, owner, [alice, bob])
+    carol, cpw = new_user(server, "carol")  # another xmpp-tool, on another account
+    own_device(server, carol, cpw)
+    room = omemo_room(server, owner, [alice, bob, carol])
     text = f"for the members only {uuid.uuid4().hex}"
     res = xt(server, bob, bpw, "-J", "send", "-e", "-g", "-m", text, room)
     assert res.returncode == 0, res.stderr
@@ -241,6 +243,10 @@ def test_send_e_g_encrypts_for_every_member_of_a_private_room(pair: Pair) -> Non
     [owners] = [m for m in peer(server, owner[0], owner[1], tmp / "owner.json", "read-room",
                                 room) if m["from"] == bob]  # fmt: skip
     assert owners["body"] == text
+    # unread decrypts a room's message from the room's archive, twice the same
+    [seen] = listed(server, carol, cpw, "-r", room)
+    assert (seen["body"], seen["decrypted"], seen["room"]) == (text, True, room)
+    assert listed(server, carol, cpw, "-r", room) == [seen]
 
 
 def test_send_e_g_refuses_a_room_that_is_not_private_or_a_member_without_a_device(

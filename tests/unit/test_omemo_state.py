@@ -107,7 +107,10 @@ def test_decrypted_texts_are_bounded_and_forgotten_once_read(state_dir: Path,
     for i in range(5):
         state.remember(f"aid-{i}", f"text {i}", 1)
     assert list(state.read) == ["aid-2", "aid-3", "aid-4"]
-    state.forget_except({"aid-3", "aid-9"})
+    state.remember("ops@conference.example.org/aid-1", "in a room", 1)
+    state.forget_except({"aid-3", "aid-9"}, {""})  # a run that read the chats only
+    assert list(state.read) == ["aid-3", "ops@conference.example.org/aid-1"]
+    state.forget_except({"aid-3"}, {"", "ops@conference.example.org"})
     assert list(state.read) == ["aid-3"]
     state.save()
     assert json.loads(state_path(ACCOUNT).read_text())["read"] == {

@@ -12,7 +12,7 @@ from archive_model import FakeArchive, reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xmpp_tool.unread_walk import Archived, Found, Index, find_unread, marks
+from xmpp_tool.unread_walk import Archived, Found, Index, classify_raw, find_unread, marks
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONTACTS = ("a@x", "b@x", "c@x")
@@ -187,3 +187,13 @@ def test_a_cut_off_that_left_the_archive_means_reading_it_again() -> None:
     archive = FakeArchive(rest, peers=rest_peers)
     _, found = run(archive, roundtrip(index), {}, False)
     check(found, rest, {}, False)
+
+
+def test_a_message_of_ours_without_a_body_is_not_a_read_marker() -> None:
+    # An OMEMO key exchange that a client sends by itself after decrypting (or a chat
+    # state, a marker) is archived as ours, with no body: it is not something the
+    # user wrote, so the contact's messages before it stay unread.
+    me, bob = "me@example.org", "bob@example.org"
+    assert classify_raw("chat", me, bob, True, me) == ("out", bob)
+    assert classify_raw("chat", me, bob, False, me) == ("skip", "")
+    assert classify_raw("chat", bob, me, True, me) == ("in", bob)
