@@ -393,6 +393,8 @@ async def _chats_offline(session: Session, request: UnreadRequest, found: Listin
             )
         log.info("no message archive: viewing offline messages (XEP-0013)")
         await _unread_offline(session, found, request.count, request.limit)
+        if request.limit is None:  # else the listing stops early: keep every kept text
+            found.scopes.add("")
         return
     raise errors.protocol(
         "server supports neither message archive (XEP-0313 MAM) nor flexible "
@@ -442,9 +444,12 @@ async def _unread_offline(session: Session, found: Listing, count_only: bool,
             stamp = msg["delay"]["stamp"]
             if not isinstance(stamp, datetime):
                 stamp = datetime.now(UTC)  # no XEP-0203 delay: it arrived just now
+            sealed = omemo.is_encrypted(msg.xml)
             found.messages.append(UnreadMessage(id=_offline_node(msg) or msg["id"] or "",
                                                 sender=contact, timestamp=stamp,
-                                                body=msg["body"]))
+                                                body=msg["body"], encrypted=sealed))
+            if sealed:
+                found.sealed[found.messages[-1].id] = msg.xml
             if limit is not None and len(found.messages) >= limit:
                 return
 

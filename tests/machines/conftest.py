@@ -89,14 +89,15 @@ def lab(request: pytest.FixtureRequest, rootfs_builds: dict[str, Future[Path]],
         yield LabRun(the_lab, state_dir, first, accounts)
 
 
-def xmpp_tool(lab: LabRun, account: str, server: str, *args: str,
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def xmpp_tool(lab: LabRun, account: str, server: str, *args: str, timeout: float = 60,
+              state: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The checkout's xmpp-tool from the host as ``account`` (a lab.accounts key) at
     ``server`` (host:port), TLS verified against the lab CA, password in the environment;
-    ``unread``'s index kept with the lab (a lab built anew has the same JIDs)."""
+    ``unread``'s index kept with the lab (a lab built anew has the same JIDs); ``state``:
+    another state directory (another machine: another OMEMO device)."""
     acct = lab.accounts[account]
     env = {**os.environ, "XMPP_TOOL_PASSWORD": acct["password"],
-           "XDG_STATE_HOME": str(lab.state_dir / "xmpp-tool-state")}
+           "XDG_STATE_HOME": str(state or lab.state_dir / "xmpp-tool-state")}
     cmd = [str(XMPP_TOOL), "-C", str(lab.state_dir / "ca.crt"), "-s", server,
            "-u", acct["jid"], *args]
     return subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=timeout,

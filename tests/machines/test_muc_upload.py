@@ -1,4 +1,5 @@
-"""Group chats (XEP-0045) and HTTP File Upload (XEP-0363) on the booted lab, per release.
+"""Group chats (XEP-0045), HTTP File Upload (XEP-0363) and OMEMO (XEP-0384) on the
+booted lab, per release.
 
 From the host, which has no DNS for the lab's names: plain slixmpp peers (lab/slixpeer)
 log in with the lab accounts (prosody directly, ejabberd through lb), a room on each
@@ -172,3 +173,39 @@ def test_upload_put_and_verified_get(lab: LabRun, service: str) -> None:
         assert ports == EJABBERD_LB_PORTS  # every node handed out slots, each its own port
     else:
         assert ports == {PROSODY_HTTPS_PORT}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_omemo_between_lab_accounts(lab: LabRun, service: str, tmp_path: Path) -> None:
+    """alice on two machines (two xmpp-tool state directories: two OMEMO devices), bob on
+    one.  Both of alice's devices keep their OMEMO 2 bundle on the server (ejabberd keeps
+    them only with the formula's force_node_config), bob's ``send -e`` reaches both, and
+    alice's ``unread`` on either machine decrypts it; on ejabberd through lb, so the
+    runs land on different cluster nodes."""
+    where = f"{ENTRY[service]}:5222"
+    alice, bob = f"alice@{service}", f"bob@{service}"
+    machines = [tmp_path / "laptop", tmp_path / "server"]
+    devices = []
+    for state in machines:
+        got = xmpp_tool(lab, alice, where, "-J", "trust", state=state, timeout=120)
+        assert got.returncode == 0, got.stderr
+        devices += [d["device"] for d in map(json.loads, got.stdout.splitlines()) if d["own"]]
+    assert len(set(devices)) == 2
+
+    async def bundles() -> set[int]:
+        async with peer(lab, "bob", service) as p:
+            pubsub: Any = p.plugin["xep_0060"]
+            iq = await pubsub.get_items(lab.accounts[alice]["jid"], "urn:xmpp:omemo:2:bundles",
+                                        timeout=60)  # fmt: skip
+            return {int(item["id"]) for item in iq["pubsub"]["items"]}
+
+    assert set(devices) <= run(bundles())
+    body = f"sealed {secrets.token_hex(4)}"
+    sent = xmpp_tool(lab, bob, where, "send", "-e", lab.accounts[alice]["jid"], body,
+                     state=tmp_path / "bob", timeout=120)  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    for state in machines:
+        res = xmpp_tool(lab, alice, where, "-J", "unread", "-G", state=state, timeout=120)
+        assert res.returncode == 0, res.stderr
+        shown = [json.loads(line) for line in res.stdout.splitlines()]
+        assert [(m["body"], m["decrypted"]) for m in shown if m["encryption"]] == [(body, True)]

@@ -209,7 +209,9 @@ def unread_command(
     Unread = after the XEP-0490 displayed pointer, else after your own last message,
     else (a room) its newest 50.  XEP-0013 view where the server has no MAM.  A room
     that cannot be read is one line on standard error, the rest is still listed,
-    and the exit status is 76."""
+    and the exit status is 76.  OMEMO messages are decrypted by this machine's
+    device of the account (see trust); one it cannot decrypt is listed with the
+    reason, never dropped."""
     ctx.obj["request"] = unread_request(ctx.obj["opts"], count=count, mark=mark,
                                         limit_text=limit_text, rooms_only=rooms_only,
                                         chats_only=chats_only, rooms=rooms)
