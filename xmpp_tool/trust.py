@@ -10,6 +10,7 @@ one JSON object per device.
 from __future__ import annotations
 
 import json
+import logging
 from typing import BinaryIO
 
 from . import omemo, slix
@@ -17,6 +18,8 @@ from .config import Settings
 from .omemo import DeviceInfo
 from .request import TrustRequest
 from .session import Session, login_password, run_session
+
+log = logging.getLogger("xmpp_tool")
 
 LEVELS = {"trusted": omemo.TRUSTED, "distrusted": omemo.DISTRUSTED}
 
@@ -43,6 +46,8 @@ def command(settings: Settings, request: TrustRequest, stdout: BinaryIO) -> None
 
     found = run_session(settings, login_password(settings), omemo.PLUGINS, act,
                         plugin_config=config)  # fmt: skip
+    if not found:
+        log.warning("%s has no OMEMO device (send -e to it would be refused)", jid)
     out = "".join((json.dumps(d.as_json()) if request.opts.json else line(d)) + "\n"
                   for d in found)  # fmt: skip
     stdout.write(out.encode("utf-8"))

@@ -147,6 +147,9 @@ def test_a_recipient_without_a_device_is_refused_never_sent_in_clear(pair: Pair)
     res = xt(server, bob, bpw, "send", "-e", carol, "for carol")
     assert res.returncode == 76, res.stderr
     assert res.stderr.count("\n") == 1 and carol in res.stderr and "OMEMO" in res.stderr
+    res = xt(server, bob, bpw, "trust", carol)
+    assert (res.returncode, res.stdout) == (0, ""), res.stderr
+    assert res.stderr.count("\n") == 1 and "has no OMEMO device" in res.stderr
 
     peer(server, alice, apw, tmp / "alice.json", "publish")
     res = xt(server, bob, bpw, "-J", "send", "-e", "-m", "to both", alice, carol)
