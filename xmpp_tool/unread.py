@@ -25,7 +25,7 @@ from .omemo_state import state_path
 from .render import UnreadMessage, Writer
 from .request import UnreadRequest
 from .session import Session, login_password, run_session
-from .unread_rooms import Room, read_bookmarks, room_unread
+from .unread_rooms import Room, mentions, read_bookmarks, room_unread
 from .unread_walk import (
     CLIENT_BODY,
     CLIENT_MESSAGE,
@@ -254,6 +254,7 @@ class Listing:
     failed: list[str] = field(default_factory=list)  # one line per unreadable room
     sealed: dict[str, Any] = field(default_factory=dict)  # OMEMO messages: id -> XML
     scopes: set[str] = field(default_factory=set)  # read whole: "" (chats), room JIDs
+    nicks: dict[str, str] = field(default_factory=dict)  # room JID -> our nick there
 
     def add(self, archived: Archived, nick: str | None = None) -> None:
         self.messages.append(UnreadMessage(
@@ -295,6 +296,9 @@ async def _decrypt(session: Session, shown: list[UnreadMessage], found: Listing,
             text = await device.decrypt(sealed_key(m), found.sealed[sealed_key(m)])
             m = replace(m, body=text.body or "", undecrypted=None if text.body is not None
                         else text.reason)  # fmt: skip
+            if m.room and text.body is not None:  # the fallback text mentioned nobody
+                me = str(session.client.boundjid.bare).lower()
+                m = replace(m, mention=mentions(text.body, found.nicks.get(m.room, ""), me))
         out.append(m)
     device.state.forget_except({sealed_key(m) for m in found.messages if m.encrypted}
                                - marked, found.scopes)
@@ -325,6 +329,7 @@ async def _rooms(session: Session, request: UnreadRequest, pointers: dict[str, s
     kept = dict(indexes) if request.rooms else {}
     for jid in names:
         room = Room(jid, bookmarks.get(jid) or default_nick)
+        found.nicks[jid] = room.nick
         try:
             kept[jid], unread = await room_unread(session, room, indexes.get(jid, Index()),
                                                   pointers.get(jid))

@@ -235,7 +235,7 @@ def test_send_e_g_encrypts_for_every_member_of_a_private_room(pair: Pair) -> Non
     carol, cpw = new_user(server, "carol")  # another xmpp-tool, on another account
     own_device(server, carol, cpw)
     room = omemo_room(server, owner, [alice, bob, carol])
-    text = f"for the members only {uuid.uuid4().hex}"
+    text = f"for the members only, {carol.split('@')[0]}: {uuid.uuid4().hex}"
     res = xt(server, bob, bpw, "-J", "send", "-e", "-g", "-m", text, room)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["encryption"] == "omemo"
@@ -249,6 +249,7 @@ def test_send_e_g_encrypts_for_every_member_of_a_private_room(pair: Pair) -> Non
     # unread decrypts a room's message from the room's archive, twice the same
     [seen] = listed(server, carol, cpw, "-r", room)
     assert (seen["body"], seen["decrypted"], seen["room"]) == (text, True, room)
+    assert seen["mention"] is True  # found in the decrypted text
     assert listed(server, carol, cpw, "-r", room) == [seen]
 
 
