@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from . import errors, slix
@@ -277,8 +277,9 @@ class Device:
 
     # ------------------------------------------------------------------ trust
 
-    async def devices(self, jid: str) -> list[DeviceInfo]:
-        """The devices of ``jid`` (its device lists fetched now), ours marked."""
+    async def _fetch(self, jid: str) -> list[tuple[Any, DeviceInfo]]:
+        """The devices of ``jid`` (its device lists fetched now): the library's record
+        and ours of each, ours marked."""
         manager = self.manager
         own, _ = await manager.get_own_device_information()
         if jid != own.bare_jid:
@@ -291,26 +292,35 @@ class Device:
         found = await self.session.guard(manager.get_device_information(jid),
                                          f"reading {jid}'s OMEMO devices")  # fmt: skip
         self.save()
-        return [DeviceInfo(jid=d.bare_jid, device=d.device_id,
-                           fingerprint=fingerprint(d.identity_key),
-                           trust=TRUST_WORDS.get(d.trust_level_name, d.trust_level_name.lower()),
-                           namespaces=tuple(sorted(d.namespaces)),
-                           active=any(active for _ns, active in d.active),
-                           own=d.device_id == own.device_id and jid == own.bare_jid)
+        return [(d, DeviceInfo(jid=d.bare_jid, device=d.device_id,
+                               fingerprint=fingerprint(d.identity_key),
+                               trust=TRUST_WORDS.get(d.trust_level_name,
+                                                     d.trust_level_name.lower()),
+                               namespaces=tuple(sorted(d.namespaces)),
+                               active=any(active for _ns, active in d.active),
+                               own=d.device_id == own.device_id and jid == own.bare_jid))
                 for d in sorted(found, key=lambda d: d.device_id)]  # fmt: skip
 
-    async def set_trust(self, jid: str, wanted: str, level: str) -> DeviceInfo:
-        """Trust or distrust the device of ``jid`` named by ``wanted`` (its id, or its
-        fingerprint with or without spaces)."""
-        key = wanted.replace(" ", "").lower()
-        for info in await self.devices(jid):
-            if str(info.device) == key or info.fingerprint.replace(" ", "") == key:
-                if info.own:
-                    raise errors.dataerr("this is xmpp-tool's own device: nothing to decide")
-                for d in await self.manager.get_device_information(jid):
-                    if d.device_id == info.device:
-                        await self.manager.set_trust(jid, d.identity_key, level)
-                self.save()
-                return DeviceInfo(**{**info.__dict__, "trust": TRUST_WORDS[level]})
-        raise errors.dataerr(f"{jid} has no OMEMO device {wanted!r} "
-                             f"(xmpp-tool trust {jid} lists them)")  # fmt: skip
+    async def devices(self, jid: str) -> list[DeviceInfo]:
+        """The devices of ``jid`` (its device lists fetched now), ours marked."""
+        return [info for _d, info in await self._fetch(jid)]
+
+    async def set_trust(self, jid: str, wanted: list[str], level: str) -> list[DeviceInfo]:
+        """Trust or distrust the devices of ``jid`` named by ``wanted`` (each by its id,
+        or its fingerprint with or without spaces)."""
+        known = await self._fetch(jid)
+        decided = []
+        for name in wanted:
+            key = name.replace(" ", "").lower()
+            match = [(d, info) for d, info in known
+                     if key in (str(info.device), info.fingerprint.replace(" ", ""))]  # fmt: skip
+            if not match:
+                raise errors.dataerr(f"{jid} has no OMEMO device {name!r} "
+                                     f"(xmpp-tool trust {jid} lists them)")  # fmt: skip
+            d, info = match[0]
+            if info.own:
+                raise errors.dataerr("this is xmpp-tool's own device: nothing to decide")
+            await self.manager.set_trust(jid, d.identity_key, level)
+            decided.append(replace(info, trust=TRUST_WORDS[level]))
+        self.save()
+        return decided

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from . import errors
+from . import errors, statefile
 
 log = logging.getLogger("xmpp_tool")
 
@@ -33,14 +30,8 @@ VERSION = 1
 READ_LIMIT = 5000
 
 
-def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME", "")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
-    return root / "xmpp-tool" / "omemo"
-
-
 def state_path(account: str) -> Path:
-    return state_dir() / (quote(account.lower(), safe="@.-_") + ".json")
+    return statefile.account_file("omemo", account)
 
 
 class OmemoState:
@@ -131,25 +122,11 @@ class OmemoState:
             return
         data = {"version": VERSION, "account": self.account, "library": self.library,
                 "read": self.read}  # fmt: skip
-        tmp = None
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".omemo-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp: mode 0600
-                json.dump(data, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            tmp = None
+            statefile.write_atomically(self.path, data, sync=True)
         except OSError as exc:
             raise errors.config(
                 f"cannot write the OMEMO state file {self.path}: {exc.strerror or exc}"
             ) from None
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
         self.dirty = False
         self.existed = True

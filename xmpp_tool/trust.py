@@ -42,7 +42,7 @@ def command(settings: Settings, request: TrustRequest, stdout: BinaryIO) -> None
         if request.level is None:
             return await device.devices(whose)
         level = LEVELS[request.level]
-        return [await device.set_trust(whose, wanted, level) for wanted in request.devices]
+        return await device.set_trust(whose, list(request.devices), level)
 
     found = run_session(settings, login_password(settings), omemo.PLUGINS, act,
                         plugin_config=config)  # fmt: skip

@@ -290,6 +290,7 @@ async def _decrypt(session: Session, shown: list[UnreadMessage], found: Listing,
     for name in omemo.PLUGINS:
         session.client.register_plugin(name, config.get(name))
     device = await omemo.Device.open(session)
+    me = str(session.client.boundjid.bare).lower()
     out = []
     for m in shown:
         if m.encrypted:
@@ -297,7 +298,6 @@ async def _decrypt(session: Session, shown: list[UnreadMessage], found: Listing,
             m = replace(m, body=text.body or "", undecrypted=None if text.body is not None
                         else text.reason)  # fmt: skip
             if m.room and text.body is not None:  # the fallback text mentioned nobody
-                me = str(session.client.boundjid.bare).lower()
                 m = replace(m, mention=mentions(text.body, found.nicks.get(m.room, ""), me))
         out.append(m)
     device.state.forget_except({sealed_key(m) for m in found.messages if m.encrypted}
